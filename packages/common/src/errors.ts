@@ -1,0 +1,82 @@
+/**
+ * One error type with a closed code enum (the connect-es model). Domain code
+ * throws `TandemError`; each API surface maps codes to its own status in
+ * exactly one place (HTTP: services/control-plane/src/api/http-errors.ts,
+ * gRPC: services/control-plane/src/api/grpc-errors.ts).
+ */
+
+/** Closed set of error codes, named after gRPC status codes. */
+export const ErrorCode = {
+  InvalidArgument: 'INVALID_ARGUMENT',
+  NotFound: 'NOT_FOUND',
+  AlreadyExists: 'ALREADY_EXISTS',
+  FailedPrecondition: 'FAILED_PRECONDITION',
+  Aborted: 'ABORTED',
+  ResourceExhausted: 'RESOURCE_EXHAUSTED',
+  DeadlineExceeded: 'DEADLINE_EXCEEDED',
+  Unavailable: 'UNAVAILABLE',
+  Cancelled: 'CANCELLED',
+  Unauthenticated: 'UNAUTHENTICATED',
+  PermissionDenied: 'PERMISSION_DENIED',
+  Internal: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * Codes a caller may retry unchanged. UNAVAILABLE and DEADLINE_EXCEEDED are
+ * transient by definition; RESOURCE_EXHAUSTED is retryable after backoff
+ * (queue full, rate limit); ABORTED means a concurrent change won a race.
+ * Everything else would fail again with the same input.
+ */
+export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.Unavailable,
+  ErrorCode.DeadlineExceeded,
+  ErrorCode.ResourceExhausted,
+  ErrorCode.Aborted,
+]);
+
+/** One invalid field: a dotted path (`async.maxTrajectoryAgeSteps`) and why. */
+export interface FieldViolation {
+  path: string;
+  message: string;
+}
+
+/** Options for {@link TandemError}. */
+export interface TandemErrorOptions {
+  cause?: unknown;
+  /** The fields that were wrong, for INVALID_ARGUMENT. */
+  fieldViolations?: FieldViolation[];
+}
+
+/** The one error type of Tandem. */
+export class TandemError extends Error {
+  override readonly name = 'TandemError';
+  readonly code: ErrorCode;
+  readonly fieldViolations: FieldViolation[];
+
+  constructor(code: ErrorCode, message: string, options: TandemErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.fieldViolations = options.fieldViolations ?? [];
+  }
+
+  /** Whether a caller may retry the same request. */
+  get retryable(): boolean {
+    return RETRYABLE_CODES.has(this.code);
+  }
+
+  /** Normalises anything caught into a TandemError (INTERNAL when unknown). */
+  static from(err: unknown): TandemError {
+    if (err instanceof TandemError) return err;
+    if (err instanceof Error) return new TandemError(ErrorCode.Internal, err.message, { cause: err });
+    return new TandemError(ErrorCode.Internal, String(err));
+  }
+
+  /** An INVALID_ARGUMENT error whose message lists every field violation. */
+  static invalid(what: string, violations: FieldViolation[]): TandemError {
+    const detail = violations.map((v) => `${v.path || '(root)'}: ${v.message}`).join('; ');
+    return new TandemError(ErrorCode.InvalidArgument, `invalid ${what}: ${detail}`, {
+      fieldViolations: violations,
+    });
+  }
+}

@@ -1,0 +1,36 @@
+--[[
+  Closes a run that did not complete (cancelled or failed): every group that
+  is in flight, finished or served-but-unacked ends as cancelled, so the
+  ledger balances. Closing an already closed or complete run is a no-op.
+
+  KEYS[1..10]  as in admit-10.lua
+  KEYS[11]     batch:<trainerStep> (the served, unacked batch, if any)
+  ARGV[1]      events channel
+  ARGV[2]      new state: "cancelled" | "failed"
+
+  Returns {1, groupsCancelled} or {0, 0} when the run was not open.
+]]
+local meta = KEYS[1]
+if redis.call('HGET', meta, 'state') ~= 'open' then return {0, 0} end
+local ids = {}
+for _, key in ipairs({KEYS[3], KEYS[4]}) do
+  local members = redis.call('ZRANGE', key, 0, -1)
+  for i = 1, #members do ids[#ids + 1] = members[i] end
+end
+local served = redis.call('LRANGE', KEYS[11], 0, -1)
+for i = 1, #served do ids[#ids + 1] = served[i] end
+for i = 1, #ids do
+  redis.call('HSET', KEYS[5], ids[i], 'cancelled')
+end
+-- unpack() is bounded by Lua's C stack, so delete in chunks.
+for i = 1, #ids, 1000 do
+  local chunk = {}
+  for j = i, math.min(i + 999, #ids) do chunk[#chunk + 1] = ids[j] end
+  redis.call('HDEL', KEYS[7], unpack(chunk))
+  redis.call('HDEL', KEYS[6], unpack(chunk))
+end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[11], KEYS[2], KEYS[10])
+redis.call('HINCRBY', KEYS[8], 'cancelled', #ids)
+redis.call('HSET', meta, 'state', ARGV[2])
+redis.call('PUBLISH', ARGV[1], 'closed')
+return {1, #ids}

@@ -1,0 +1,18 @@
+--[[
+  Publishes the policy version the generators now serve (after a weight sync
+  completes). Versions only move forward; publishing an older one is a no-op.
+
+  KEYS: as in admit-10.lua
+  ARGV[1]  events channel
+  ARGV[2]  version
+
+  Returns the policy version in force afterwards.
+]]
+local v = tonumber(ARGV[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'policyVersion'))
+if v > cur then
+  redis.call('HSET', KEYS[1], 'policyVersion', v)
+  redis.call('PUBLISH', ARGV[1], 'version')
+  return v
+end
+return cur

@@ -1,0 +1,414 @@
+import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common';
+import { scripts, type RolloutRedis } from './lua-script.js';
+import { runKeys, type RunKeys } from './keys.js';
+import { scriptError } from './queue-errors.js';
+import type { RunEvents } from './run-events.js';
+import type { EncodedGroup } from './prompt-group-codec.js';
+
+/** Staleness and size settings of one run's queue. */
+export interface RunQueueSettings {
+  /** The staleness bound k (maxTrajectoryAgeSteps). */
+  maxTrajectoryAgeSteps: number;
+  /** Groups per batch. */
+  batchGroups: number;
+  /** In-flight plus finished groups allowed at once. */
+  capacityGroups: number;
+  /** Steps in the run. */
+  maxSteps: number;
+}
+
+/** A group admitted for a target step. */
+export interface Admission {
+  groupId: string;
+  /** Draw number of the prompt (the dataset index modulo its size). */
+  promptId: string;
+  targetStep: number;
+  /** The policy version in force at admission. */
+  policyVersion: number;
+}
+
+/** Why an admission did not happen now. */
+export type AdmissionBlock = 'capacity' | 'version' | 'slots';
+
+/** Result of one admission attempt. */
+export type AdmitAttempt =
+  | { kind: 'admitted'; admission: Admission }
+  | { kind: 'blocked'; reason: AdmissionBlock }
+  | { kind: 'ended'; state: 'complete' | 'closed' };
+
+/** Result of storing a finished group. */
+export interface CompleteResult {
+  targetStep: number;
+  /** True when the group was already too old for its target and was dropped. */
+  droppedStale: boolean;
+}
+
+/** The batch for one step. */
+export interface ServedBatch {
+  step: number;
+  groupIds: string[];
+  /** Encoded tandem.v1.PromptGroup of each group, in the same order. */
+  payloads: Buffer[];
+  /** True when this batch had been served before and never acked. */
+  reserved: boolean;
+  droppedStale: number;
+}
+
+/** Result of one attempt to serve a batch. */
+export type ServeAttempt =
+  | { kind: 'ready'; batch: ServedBatch }
+  | { kind: 'not_ready'; droppedStale: number; freshFinished: number }
+  | { kind: 'ended'; state: 'complete' | 'closed' };
+
+/** Result of acking a batch. */
+export interface AckResult {
+  trainerStep: number;
+  groupsTrained: number;
+  duplicate: boolean;
+}
+
+/** Ledger counters of a run. */
+export interface Ledger {
+  admitted: number;
+  trained: number;
+  droppedStale: number;
+  failed: number;
+  cancelled: number;
+  tokensTrained: number;
+  tokensWasted: number;
+}
+
+/** Lifecycle state of a run's queue. */
+export type QueueState = 'open' | 'complete' | 'cancelled' | 'failed';
+
+/** Everything a status page needs about a run's queue, read in one round trip. */
+export interface QueueSnapshot {
+  state: QueueState;
+  settings: RunQueueSettings;
+  policyVersion: number;
+  trainerStep: number;
+  inFlight: number;
+  queueDepth: number;
+  ledger: Ledger;
+}
+
+/** State of one group, for audits and tests. */
+export type GroupState = 'inflight' | 'finished' | 'served' | 'trained' | 'dropped_stale' | 'failed' | 'cancelled';
+
+/** Collaborators of a {@link RolloutQueue}. */
+export interface RolloutQueueDeps {
+  redis: RolloutRedis;
+  events: RunEvents;
+  clock: Clock;
+  log: Logger;
+  keyPrefix?: string;
+}
+
+/** Options for blocking calls. */
+export interface WaitOptions {
+  /** Give up after this long. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Safety-net re-check while blocked, in case a wake-up message was lost
+ * (subscriber reconnect). Waiting is event-driven; this is not a poll loop.
+ */
+const RECHECK_MS = 1000;
+
+/**
+ * One run's rollout queue in Redis: admission by target step, finished
+ * groups, batch serving with the staleness check, acks, and the ledger.
+ * Every transition that can race is one Lua script (see lua/).
+ */
+export class RolloutQueue {
+  readonly runId: string;
+  readonly keys: RunKeys;
+  private readonly redis: RolloutRedis;
+  private readonly events: RunEvents;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+
+  constructor(runId: string, deps: RolloutQueueDeps) {
+    this.runId = runId;
+    this.keys = runKeys(runId, deps.keyPrefix);
+    this.redis = deps.redis;
+    this.events = deps.events;
+    this.clock = deps.clock;
+    this.log = deps.log.child({ runId });
+  }
+
+  /**
+   * Creates the run's queue state, or leaves it untouched when it exists
+   * (a restarted control plane resumes where it was).
+   */
+  async init(settings: RunQueueSettings): Promise<void> {
+    validateSettings(settings);
+    const fields: Record<string, string | number> = {
+      k: settings.maxTrajectoryAgeSteps,
+      batchGroups: settings.batchGroups,
+      capacity: settings.capacityGroups,
+      maxSteps: settings.maxSteps,
+      policyVersion: 0,
+      trainerStep: 0,
+      servedStep: -1,
+      promptSeq: 0,
+      groupSeq: 0,
+      state: 'open',
+    };
+    // HSETNX per field: idempotent, and never resets a running queue.
+    await Promise.all(Object.entries(fields).map(([f, v]) => this.redis.hsetnx(this.keys.meta, f, v)));
+  }
+
+  /** One admission attempt; never blocks. */
+  async tryAdmit(): Promise<AdmitAttempt> {
+    const reply = await scripts.admit.run(this.redis, this.keys.common, [this.keys.events]);
+    if (typeof reply === 'number') return { kind: 'ended', state: reply === -2 ? 'complete' : 'closed' };
+    const r = reply as [number, ...unknown[]];
+    if (r[0] === 1) {
+      return {
+        kind: 'admitted',
+        admission: {
+          targetStep: Number(r[1]),
+          policyVersion: Number(r[2]),
+          groupId: String(r[3]),
+          promptId: String(r[4]),
+        },
+      };
+    }
+    return { kind: 'blocked', reason: String(r[1]) as AdmissionBlock };
+  }
+
+  /**
+   * Admits one group, waiting (without spinning: woken by the run's events)
+   * while the staleness bound or the capacity holds it back. Throws
+   * DEADLINE_EXCEEDED after `timeoutMs`; returns `ended` when the run is over.
+   */
+  async admit(options: WaitOptions): Promise<Exclude<AdmitAttempt, { kind: 'blocked' }>> {
+    const deadline = this.clock.now() + options.timeoutMs;
+    for (;;) {
+      const woken = this.events.next(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
+      const attempt = await this.tryAdmit();
+      if (attempt.kind !== 'blocked') return attempt;
+      if (options.signal?.aborted) throw new TandemError(ErrorCode.Cancelled, 'admission aborted');
+      if (this.clock.now() >= deadline) {
+        throw new TandemError(ErrorCode.DeadlineExceeded, `admission for run ${this.runId} blocked by ${attempt.reason}`);
+      }
+      await woken;
+    }
+  }
+
+  /** Stores a finished, validated group (see encodePromptGroup). */
+  async complete(group: EncodedGroup): Promise<CompleteResult> {
+    const reply = await scripts.complete.run(this.redis, this.keys.common, [
+      this.keys.events,
+      group.groupId,
+      group.minPolicyVersion,
+      group.maxPolicyVersion,
+      group.tokens,
+      group.payload,
+    ]);
+    if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId, groupId: group.groupId });
+    const r = reply as [number, number];
+    return { targetStep: Number(r[1]), droppedStale: r[0] === 2 };
+  }
+
+  /** Ends an in-flight group as failed (generation failed for good). */
+  async fail(groupId: string, reason: string): Promise<void> {
+    await this.release(groupId, 'failed', false);
+    this.log.warn({ groupId, reason }, 'group failed');
+  }
+
+  /**
+   * Ends an in-flight group as cancelled, e.g. because it can no longer be
+   * fresh. With `readmit` its prompt is admitted again later, so the prompt
+   * is not lost.
+   */
+  async cancel(groupId: string, options: { readmit: boolean }): Promise<void> {
+    await this.release(groupId, 'cancelled', options.readmit);
+  }
+
+  private async release(groupId: string, outcome: 'failed' | 'cancelled', readmit: boolean): Promise<void> {
+    const reply = await scripts.release.run(this.redis, this.keys.common, [
+      this.keys.events,
+      groupId,
+      outcome,
+      readmit ? '1' : '0',
+    ]);
+    if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId, groupId });
+  }
+
+  /** One attempt to serve the batch for `step`; never blocks. */
+  async tryServeBatch(step: number): Promise<ServeAttempt> {
+    const reply = await scripts.serveBatch.runBuffer(this.redis, [...this.keys.common, this.keys.batch(step)], [
+      this.keys.events,
+      step,
+    ]);
+    if (typeof reply === 'number') {
+      if (reply === -2) return { kind: 'ended', state: 'complete' };
+      if (reply === -1) return { kind: 'ended', state: 'closed' };
+      throw scriptError(reply, { runId: this.runId, step });
+    }
+    const r = reply as Array<number | Buffer>;
+    if (r[0] === 0) return { kind: 'not_ready', droppedStale: Number(r[1]), freshFinished: Number(r[2]) };
+    const n = Number(r[3]);
+    const groupIds = r.slice(4, 4 + n).map((b) => b.toString());
+    const payloads = r.slice(4 + n, 4 + 2 * n);
+    payloads.forEach((p, i) => {
+      // Validate on the way out too: a missing payload means the run's state
+      // was damaged (e.g. a key deleted by hand); never serve a hole.
+      if (!Buffer.isBuffer(p) || p.byteLength === 0) {
+        throw new TandemError(ErrorCode.Internal, `group ${groupIds[i]} of run ${this.runId} has no payload`);
+      }
+    });
+    return {
+      kind: 'ready',
+      batch: { step, groupIds, payloads: payloads as Buffer[], reserved: r[1] === 1, droppedStale: Number(r[2]) },
+    };
+  }
+
+  /**
+   * Serves the batch for `step`, waiting for it to fill (long poll). Returns
+   * `not_ready` when `timeoutMs` passes first; stale groups found while
+   * waiting are dropped and counted in the result.
+   */
+  async serveBatch(step: number, options: WaitOptions): Promise<ServeAttempt> {
+    const deadline = this.clock.now() + options.timeoutMs;
+    let dropped = 0;
+    for (;;) {
+      const woken = this.events.next(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
+      const attempt = await this.tryServeBatch(step);
+      if (attempt.kind === 'ready') {
+        attempt.batch.droppedStale += dropped;
+        return attempt;
+      }
+      if (attempt.kind === 'ended') return attempt;
+      dropped += attempt.droppedStale;
+      if (this.clock.now() >= deadline || options.signal?.aborted) {
+        return { ...attempt, droppedStale: dropped };
+      }
+      await woken;
+    }
+  }
+
+  /**
+   * Records the batch for `step` as trained. With `publishVersion` the
+   * generators' version follows the trainer's at once (no weight-sync
+   * coordinator in the loop); otherwise the coordinator publishes it.
+   */
+  async ackBatch(step: number, options: { publishVersion: boolean }): Promise<AckResult> {
+    const reply = await scripts.ackBatch.run(this.redis, [...this.keys.common, this.keys.batch(step)], [
+      this.keys.events,
+      step,
+      options.publishVersion ? '1' : '0',
+    ]);
+    if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId, step });
+    const r = reply as [number, number, number];
+    return { trainerStep: Number(r[1]), groupsTrained: Number(r[2]), duplicate: r[0] === 2 };
+  }
+
+  /** Publishes the policy version the generators serve; returns the version in force. */
+  async publishPolicyVersion(version: number): Promise<number> {
+    if (!Number.isInteger(version) || version < 0) {
+      throw TandemError.invalid('policy version', [{ path: 'version', message: 'must be a non-negative integer' }]);
+    }
+    const reply = await scripts.publishVersion.run(this.redis, this.keys.common, [this.keys.events, version]);
+    return Number(reply);
+  }
+
+  /**
+   * Closes a run that will not complete: every open group ends as cancelled.
+   * Returns how many groups were cancelled (0 when already closed).
+   */
+  async close(state: 'cancelled' | 'failed'): Promise<number> {
+    const trainerStep = Number((await this.redis.hget(this.keys.meta, 'trainerStep')) ?? 0);
+    const reply = (await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep)], [
+      this.keys.events,
+      state,
+    ])) as [number, number];
+    return Number(reply[1]);
+  }
+
+  /** Reads the queue's counters; NOT_FOUND when the run has no queue. */
+  async snapshot(): Promise<QueueSnapshot> {
+    const [meta, ledger, inFlight, queueDepth] = await Promise.all([
+      this.redis.hgetall(this.keys.meta),
+      this.redis.hgetall(this.keys.ledger),
+      this.redis.zcard(this.keys.inflight),
+      this.redis.zcard(this.keys.finished),
+    ]);
+    if (meta.state === undefined) throw new TandemError(ErrorCode.NotFound, `run ${this.runId} has no rollout queue`);
+    const n = (v: string | undefined): number => Number(v ?? 0);
+    return {
+      state: meta.state as QueueState,
+      settings: {
+        maxTrajectoryAgeSteps: n(meta.k),
+        batchGroups: n(meta.batchGroups),
+        capacityGroups: n(meta.capacity),
+        maxSteps: n(meta.maxSteps),
+      },
+      policyVersion: n(meta.policyVersion),
+      trainerStep: n(meta.trainerStep),
+      inFlight,
+      queueDepth,
+      ledger: {
+        admitted: n(ledger.admitted),
+        trained: n(ledger.trained),
+        droppedStale: n(ledger.dropped_stale),
+        failed: n(ledger.failed),
+        cancelled: n(ledger.cancelled),
+        tokensTrained: n(ledger.tokens_trained),
+        tokensWasted: n(ledger.tokens_wasted),
+      },
+    };
+  }
+
+  /** State of every group ever admitted (for audits; O(groups)). */
+  async groupStates(): Promise<Map<string, GroupState>> {
+    const all = await this.redis.hgetall(this.keys.gstate);
+    return new Map(Object.entries(all) as Array<[string, GroupState]>);
+  }
+
+  /** The prompt id each group was admitted with (for audits). */
+  async groupPrompts(): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.redis.hgetall(this.keys.gprompt)));
+  }
+
+  /** Ids of groups in flight with their target steps. */
+  async inFlightGroups(): Promise<Array<{ groupId: string; targetStep: number }>> {
+    const flat = await this.redis.zrange(this.keys.inflight, 0, -1, 'WITHSCORES');
+    const out: Array<{ groupId: string; targetStep: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ groupId: flat[i] as string, targetStep: Number(flat[i + 1]) });
+    return out;
+  }
+
+  /** Deletes every key of the run (after it is finished and reported). */
+  async destroy(): Promise<number> {
+    let cursor = '0';
+    let deleted = 0;
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', this.keys.pattern, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) deleted += await this.redis.del(...keys);
+    } while (cursor !== '0');
+    return deleted;
+  }
+}
+
+function validateSettings(s: RunQueueSettings): void {
+  const violations = [];
+  if (!Number.isInteger(s.maxTrajectoryAgeSteps) || s.maxTrajectoryAgeSteps < 0) {
+    violations.push({ path: 'maxTrajectoryAgeSteps', message: 'must be a non-negative integer' });
+  }
+  if (!Number.isInteger(s.batchGroups) || s.batchGroups < 1) {
+    violations.push({ path: 'batchGroups', message: 'must be a positive integer' });
+  }
+  if (!Number.isInteger(s.capacityGroups) || s.capacityGroups < s.batchGroups) {
+    violations.push({ path: 'capacityGroups', message: 'must be an integer >= batchGroups' });
+  }
+  if (!Number.isInteger(s.maxSteps) || s.maxSteps < 1) {
+    violations.push({ path: 'maxSteps', message: 'must be a positive integer' });
+  }
+  if (violations.length > 0) throw TandemError.invalid('queue settings', violations);
+}

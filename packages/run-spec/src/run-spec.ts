@@ -1,0 +1,168 @@
+import { z } from 'zod';
+import { parseOrThrow } from '@tandem/common';
+
+/**
+ * The run spec: one zod schema that is the single source of truth for the
+ * HTTP API, the gRPC API (as a Struct) and, later, the RLRun CRD's spec.
+ * Objects are strict so that a misspelt field is an error naming it, not a
+ * silently ignored setting.
+ */
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+
+/** The policy model. */
+export const ModelSpec = z.strictObject({
+  /** Model name as the generators serve it (vLLM `--served-model-name`). */
+  name: z.string().min(1).max(256),
+  /** Optional revision or checkpoint path. */
+  revision: z.string().max(256).optional(),
+});
+
+const InlinePrompt = z.strictObject({
+  prompt: z.string().min(1).max(65_536),
+  /** Reference answer for verifiable rewards. */
+  answer: z.string().max(65_536).optional(),
+  /** Pre-tokenised prompt, when the dataset carries ids. */
+  promptTokenIds: z.array(nonNegativeInt).max(131_072).optional(),
+});
+
+/** Where prompts come from. Prompts are drawn in order and cycle when exhausted. */
+export const DatasetSpec = z.discriminatedUnion('source', [
+  z.strictObject({
+    source: z.literal('builtin'),
+    /** `arithmetic`: generated a + b / a * b questions with numeric answers. */
+    name: z.literal('arithmetic'),
+    /** @default 1000 */
+    size: positiveInt.max(10_000_000).default(1000),
+    /** @default 0 */
+    seed: nonNegativeInt.default(0),
+  }),
+  z.strictObject({
+    source: z.literal('inline'),
+    prompts: z.array(InlinePrompt).min(1).max(100_000),
+  }),
+  z.strictObject({
+    source: z.literal('jsonl'),
+    /** Path or URI of a JSON-lines file, one prompt object per line. */
+    path: z.string().min(1),
+    /** @default 'prompt' */
+    promptField: z.string().min(1).default('prompt'),
+    /** @default 'answer' */
+    answerField: z.string().min(1).default('answer'),
+  }),
+]);
+
+/** How completions are scored. */
+export const RewardSpec = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('exact_match') }),
+  z.strictObject({
+    kind: z.literal('numeric'),
+    /** Absolute tolerance. @default 1e-6 */
+    tolerance: z.number().nonnegative().default(1e-6),
+  }),
+  z.strictObject({
+    kind: z.literal('regex'),
+    /** Reward 1 when the completion matches. */
+    pattern: z.string().min(1).max(4096).refine(isValidRegex, 'not a valid regular expression'),
+  }),
+  z.strictObject({
+    kind: z.literal('remote'),
+    /** HTTP endpoint that scores a batch of completions. */
+    url: z.url(),
+    /** @default 30000 */
+    timeoutMs: positiveInt.max(600_000).default(30_000),
+  }),
+]);
+
+/** The RL algorithm. */
+export const AlgorithmSpec = z.strictObject({
+  /** @default 'grpo' */
+  name: z.literal('grpo').default('grpo'),
+  /** Completions sampled per prompt (GRPO group size G). @default 8 */
+  groupSize: positiveInt.max(1024).default(8),
+  /** Prompt groups in the batch of one optimizer step. @default 16 */
+  batchGroups: positiveInt.max(4096).default(16),
+  /** Completion length cap. @default 1024 */
+  maxTokens: positiveInt.max(131_072).default(1024),
+  /** Sampling temperature. @default 1.0 */
+  temperature: z.number().min(0).max(10).default(1.0),
+});
+
+/** Asynchronous execution and the staleness contract. */
+export const AsyncSpec = z.strictObject({
+  /**
+   * The staleness bound k: a group whose oldest token came from policy
+   * version v is trained on at step s only if s − v ≤ k. 0 is synchronous RL.
+   * @default 1
+   */
+  maxTrajectoryAgeSteps: nonNegativeInt.max(64).default(1),
+  /**
+   * Finished plus in-flight groups allowed at once.
+   * @default batchGroups × (maxTrajectoryAgeSteps + 1)
+   */
+  queueCapacityGroups: positiveInt.max(10_000_000).optional(),
+  /** Let generation continue across a weight update (vLLM pause mode "keep"). @default true */
+  inFlightWeightUpdates: z.boolean().default(true),
+  weightSync: z
+    .strictObject({
+      /** Deadline for one weight sync across all generators. @default 120000 */
+      timeoutMs: positiveInt.max(3_600_000).default(120_000),
+    })
+    .default({ timeoutMs: 120_000 }),
+});
+
+/** The whole run spec as accepted by the API. */
+export const RunSpecSchema = z
+  .strictObject({
+    /** Display name. */
+    name: z.string().max(253).optional(),
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    reward: RewardSpec,
+    algorithm: AlgorithmSpec.default(AlgorithmSpec.parse({})),
+    async: AsyncSpec.default(AsyncSpec.parse({})),
+    /** Optimizer steps to run. */
+    maxSteps: positiveInt.max(10_000_000),
+  })
+  .superRefine((spec, ctx) => {
+    const capacity = spec.async.queueCapacityGroups;
+    if (capacity !== undefined && capacity < spec.algorithm.batchGroups) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['async', 'queueCapacityGroups'],
+        message: `must be at least algorithm.batchGroups (${spec.algorithm.batchGroups}), or no batch can ever fill`,
+      });
+    }
+  });
+
+/** A run spec as written by a user (defaults not yet applied). */
+export type RunSpecInput = z.input<typeof RunSpecSchema>;
+/** A validated run spec with every default applied. */
+export type RunSpec = z.output<typeof RunSpecSchema>;
+
+/** Validates a run spec, throwing INVALID_ARGUMENT that names each bad field. */
+export function parseRunSpec(input: unknown): RunSpec {
+  return parseOrThrow(RunSpecSchema, input, 'run spec');
+}
+
+/** The queue capacity in groups, applying the default `batchGroups × (k + 1)`. */
+export function queueCapacityGroups(spec: RunSpec): number {
+  return spec.async.queueCapacityGroups ?? spec.algorithm.batchGroups * (spec.async.maxTrajectoryAgeSteps + 1);
+}
+
+const RUN_ID = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Whether `id` is a valid run id (a DNS-1123 label, so it can name Kubernetes objects). */
+export function isValidRunId(id: string): boolean {
+  return RUN_ID.test(id);
+}
+
+function isValidRegex(pattern: string): boolean {
+  try {
+    new RegExp(pattern);
+    return true;
+  } catch {
+    return false;
+  }
+}
