@@ -15,7 +15,10 @@
     {2, trainerStep, 0}               already acked
     -8                                no batch was served for step s
     -10                               a group of the batch was not in state served
+
+  Every script returns -11 when the run has no queue (never created or deleted).
 ]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 local meta = KEYS[1]
 local s = tonumber(ARGV[2])
 local trainerStep = tonumber(redis.call('HGET', meta, 'trainerStep'))

@@ -32,7 +32,10 @@
     {0, reason}           not now; reason is "capacity", "version" or "slots"
     -1                    run is not open (cancelled / failed)
     -2                    run is complete (trainerStep >= maxSteps)
+
+  Every script returns -11 when the run has no queue (never created or deleted).
 ]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 local meta = KEYS[1]
 local state = redis.call('HGET', meta, 'state')
 if state ~= 'open' then

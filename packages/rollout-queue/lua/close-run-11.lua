@@ -9,7 +9,10 @@
   ARGV[2]      new state: "cancelled" | "failed"
 
   Returns {1, groupsCancelled} or {0, 0} when the run was not open.
+
+  Every script returns -11 when the run has no queue (never created or deleted).
 ]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 local meta = KEYS[1]
 if redis.call('HGET', meta, 'state') ~= 'open' then return {0, 0} end
 local ids = {}

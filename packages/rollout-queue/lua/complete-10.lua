@@ -18,7 +18,10 @@
     -3            unknown group (never admitted)
     -4            group is not in flight (already finished, cancelled, failed)
     -9            policy versions are not integers or min > max
+
+  Every script returns -11 when the run has no queue (never created or deleted).
 ]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 local groupId = ARGV[2]
 local st = redis.call('HGET', KEYS[5], groupId)
 if not st then return -3 end

@@ -7,7 +7,10 @@
   ARGV[2]  version
 
   Returns the policy version in force afterwards.
+
+  Every script returns -11 when the run has no queue (never created or deleted).
 ]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 local v = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'policyVersion'))
 if v > cur then

@@ -10,13 +10,17 @@
   ARGV[2]      step s
 
   Returns
-    {1, reserved(0|1), droppedStale, n, id_1..id_n, payload_1..payload_n}  ready
+    {1, reserved(0|1), droppedStale, n, id_1..id_n, payload_1..payload_n,
+     meta_1..meta_n}  ready; meta is "minV:maxV:tokens"
     {0, droppedStale, finishedFresh}                                        not ready yet
     -1   run is not open
     -2   run is complete
     -6   step s was already trained
     -7   step s is ahead of the trainer (the previous batch is not acked)
+
+  Every script returns -11 when the run has no queue (never created or deleted).
 ]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 local meta = KEYS[1]
 local s = tonumber(ARGV[2])
 local trainerStep = tonumber(redis.call('HGET', meta, 'trainerStep'))
@@ -31,6 +35,8 @@ local function reply(reserved, dropped, ids)
   for i = 1, #ids do out[#out + 1] = ids[i] end
   local payloads = redis.call('HMGET', KEYS[7], unpack(ids))
   for i = 1, #payloads do out[#out + 1] = payloads[i] end
+  local metas = redis.call('HMGET', KEYS[6], unpack(ids))
+  for i = 1, #metas do out[#out + 1] = metas[i] end
   return out
 end
 

@@ -14,6 +14,7 @@ export const ScriptCode = {
   NotServed: -8,
   BadVersions: -9,
   Integrity: -10,
+  RunMissing: -11,
 } as const;
 
 /** Turns a negative script code into a TandemError that says what happened. */
@@ -43,6 +44,8 @@ export function scriptError(code: number, context: { runId: string; step?: numbe
       ]);
     case ScriptCode.Integrity:
       return new TandemError(ErrorCode.Internal, `batch ${step} of run ${runId} holds a group not in state served`);
+    case ScriptCode.RunMissing:
+      return new TandemError(ErrorCode.NotFound, `run ${runId} not found`);
     default:
       return new TandemError(ErrorCode.Internal, `unexpected script code ${code} for run ${runId}`);
   }

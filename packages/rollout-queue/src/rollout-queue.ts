@@ -49,6 +49,10 @@ export interface ServedBatch {
   groupIds: string[];
   /** Encoded tandem.v1.PromptGroup of each group, in the same order. */
   payloads: Buffer[];
+  /** Oldest policy version of each group, in the same order (age = step − this). */
+  minPolicyVersions: number[];
+  /** Completion tokens of each group, in the same order. */
+  tokens: number[];
   /** True when this batch had been served before and never acked. */
   reserved: boolean;
   droppedStale: number;
@@ -164,6 +168,7 @@ export class RolloutQueue {
   /** One admission attempt; never blocks. */
   async tryAdmit(): Promise<AdmitAttempt> {
     const reply = await scripts.admit.run(this.redis, this.keys.common, [this.keys.events]);
+    if (reply === -11) throw scriptError(reply, { runId: this.runId });
     if (typeof reply === 'number') return { kind: 'ended', state: reply === -2 ? 'complete' : 'closed' };
     const r = reply as [number, ...unknown[]];
     if (r[0] === 1) {
@@ -255,6 +260,7 @@ export class RolloutQueue {
     const n = Number(r[3]);
     const groupIds = r.slice(4, 4 + n).map((b) => b.toString());
     const payloads = r.slice(4 + n, 4 + 2 * n);
+    const metas = r.slice(4 + 2 * n, 4 + 3 * n).map((b) => String(b).split(':').map(Number));
     payloads.forEach((p, i) => {
       // Validate on the way out too: a missing payload means the run's state
       // was damaged (e.g. a key deleted by hand); never serve a hole.
@@ -264,7 +270,15 @@ export class RolloutQueue {
     });
     return {
       kind: 'ready',
-      batch: { step, groupIds, payloads: payloads as Buffer[], reserved: r[1] === 1, droppedStale: Number(r[2]) },
+      batch: {
+        step,
+        groupIds,
+        payloads: payloads as Buffer[],
+        minPolicyVersions: metas.map((m) => m[0] ?? 0),
+        tokens: metas.map((m) => m[2] ?? 0),
+        reserved: r[1] === 1,
+        droppedStale: Number(r[2]),
+      },
     };
   }
 
@@ -314,6 +328,7 @@ export class RolloutQueue {
       throw TandemError.invalid('policy version', [{ path: 'version', message: 'must be a non-negative integer' }]);
     }
     const reply = await scripts.publishVersion.run(this.redis, this.keys.common, [this.keys.events, version]);
+    if (typeof reply === 'number' && reply < 0) throw scriptError(reply, { runId: this.runId });
     return Number(reply);
   }
 
@@ -323,11 +338,12 @@ export class RolloutQueue {
    */
   async close(state: 'cancelled' | 'failed'): Promise<number> {
     const trainerStep = Number((await this.redis.hget(this.keys.meta, 'trainerStep')) ?? 0);
-    const reply = (await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep)], [
+    const reply = await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep)], [
       this.keys.events,
       state,
-    ])) as [number, number];
-    return Number(reply[1]);
+    ]);
+    if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId });
+    return Number((reply as [number, number])[1]);
   }
 
   /** Reads the queue's counters; NOT_FOUND when the run has no queue. */
@@ -381,6 +397,14 @@ export class RolloutQueue {
     const out: Array<{ groupId: string; targetStep: number }> = [];
     for (let i = 0; i < flat.length; i += 2) out.push({ groupId: flat[i] as string, targetStep: Number(flat[i + 1]) });
     return out;
+  }
+
+  /**
+   * Resolves on the next change to the run's queue (a group finished, a
+   * step acked, the version moved, the run closed) or after `timeoutMs`.
+   */
+  waitForChange(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.events.next(this.keys.events, timeoutMs, signal);
   }
 
   /** Deletes every key of the run (after it is finished and reported). */

@@ -1,0 +1,89 @@
+import type { Logger } from '@tandem/common';
+import type { ControlMessage, TrainerMessage } from '@tandem/protocol';
+
+/** The write side of one trainer's Attach stream. */
+export interface TrainerStream {
+  write(message: ControlMessage): unknown;
+  end(): void;
+}
+
+/** One attached trainer. */
+export interface TrainerSession {
+  runId: string;
+  trainerId: string;
+  simulated: boolean;
+  /** Latest version the trainer said it holds weights for. */
+  weightsReadyVersion: number;
+  stream: TrainerStream;
+}
+
+/** Listener for messages from attached trainers. */
+export interface TrainerSessionListener {
+  onWeightsReady?(runId: string, version: number): void;
+  onWeightsSent?(runId: string, result: Extract<TrainerMessage['kind'], { $case: 'weightsSent' }>['weightsSent']): void;
+}
+
+/**
+ * The trainers attached over TrainerService.Attach, one per run. A trainer
+ * that attaches again (restarted) replaces the old session, whose stream is
+ * ended: commands must reach the live process only.
+ */
+export class TrainerSessions {
+  private readonly sessions = new Map<string, TrainerSession>();
+  private readonly listeners: TrainerSessionListener[] = [];
+  private readonly log: Logger;
+
+  constructor(log: Logger) {
+    this.log = log.child({ component: 'trainer-sessions' });
+  }
+
+  addListener(listener: TrainerSessionListener): void {
+    this.listeners.push(listener);
+  }
+
+  register(session: TrainerSession): void {
+    const previous = this.sessions.get(session.runId);
+    if (previous && previous.stream !== session.stream) {
+      this.log.warn({ runId: session.runId, old: previous.trainerId, new: session.trainerId }, 'trainer re-attached; old session replaced');
+      previous.stream.end();
+    }
+    this.sessions.set(session.runId, session);
+    this.log.info({ runId: session.runId, trainerId: session.trainerId, simulated: session.simulated }, 'trainer attached');
+  }
+
+  unregister(runId: string, stream: TrainerStream): void {
+    const current = this.sessions.get(runId);
+    if (current?.stream === stream) {
+      this.sessions.delete(runId);
+      this.log.info({ runId, trainerId: current.trainerId }, 'trainer detached');
+    }
+  }
+
+  get(runId: string): TrainerSession | undefined {
+    return this.sessions.get(runId);
+  }
+
+  /** Sends a command to the run's trainer; false when none is attached. */
+  send(runId: string, message: ControlMessage): boolean {
+    const session = this.sessions.get(runId);
+    if (!session) return false;
+    session.stream.write(message);
+    return true;
+  }
+
+  weightsReady(runId: string, version: number): void {
+    const session = this.sessions.get(runId);
+    if (session) session.weightsReadyVersion = Math.max(session.weightsReadyVersion, version);
+    for (const l of this.listeners) l.onWeightsReady?.(runId, version);
+  }
+
+  weightsSent(runId: string, result: Extract<TrainerMessage['kind'], { $case: 'weightsSent' }>['weightsSent']): void {
+    for (const l of this.listeners) l.onWeightsSent?.(runId, result);
+  }
+
+  /** Ends every stream (shutdown). */
+  closeAll(): void {
+    for (const s of this.sessions.values()) s.stream.end();
+    this.sessions.clear();
+  }
+}

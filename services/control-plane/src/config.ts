@@ -1,0 +1,54 @@
+import { z } from 'zod';
+import { parseOrThrow } from '@tandem/common';
+
+const port = z.coerce.number().int().min(0).max(65_535);
+
+/**
+ * The control plane's environment, parsed once in main.ts. Every variable is
+ * documented in docs/operations.md.
+ */
+export const ControlPlaneEnv = z.object({
+  /** Address the HTTP and gRPC servers bind to. @default 127.0.0.1 */
+  TANDEM_HOST: z.string().min(1).default('127.0.0.1'),
+  /** HTTP/JSON API, /metrics, /healthz, /readyz. 0 picks a free port. @default 8080 */
+  TANDEM_HTTP_PORT: port.default(8080),
+  /** gRPC RunService and TrainerService. 0 picks a free port. @default 50051 */
+  TANDEM_GRPC_PORT: port.default(50051),
+  /** Redis holding run state and queues. @default redis://127.0.0.1:6379 */
+  TANDEM_REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Prefix of every Redis key. @default tandem */
+  TANDEM_KEY_PREFIX: z.string().regex(/^[a-z0-9-]+$/).default('tandem'),
+  /** pino level. @default info */
+  TANDEM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Longest long poll a trainer may ask for in PullBatch. @default 30000 */
+  TANDEM_MAX_PULL_WAIT_MS: z.coerce.number().int().positive().max(600_000).default(30_000),
+  /** Largest HTTP request body accepted. @default 4194304 */
+  TANDEM_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+});
+
+/** Resolved control-plane configuration (units in names). */
+export interface ControlPlaneConfig {
+  host: string;
+  httpPort: number;
+  grpcPort: number;
+  redisUrl: string;
+  keyPrefix: string;
+  logLevel: string;
+  maxPullWaitMs: number;
+  maxRequestBytes: number;
+}
+
+/** Parses the environment; throws INVALID_ARGUMENT naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): ControlPlaneConfig {
+  const e = parseOrThrow(ControlPlaneEnv, env, 'control-plane environment');
+  return {
+    host: e.TANDEM_HOST,
+    httpPort: e.TANDEM_HTTP_PORT,
+    grpcPort: e.TANDEM_GRPC_PORT,
+    redisUrl: e.TANDEM_REDIS_URL,
+    keyPrefix: e.TANDEM_KEY_PREFIX,
+    logLevel: e.TANDEM_LOG_LEVEL,
+    maxPullWaitMs: e.TANDEM_MAX_PULL_WAIT_MS,
+    maxRequestBytes: e.TANDEM_MAX_REQUEST_BYTES,
+  };
+}

@@ -1,0 +1,124 @@
+import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import type { Server as HttpServer } from 'node:http';
+import { systemClock, type Clock, type Logger } from '@tandem/common';
+import { RunServiceService, TrainerServiceService } from '@tandem/protocol';
+import { RolloutStore } from '@tandem/rollout-queue';
+import type { ControlPlaneConfig } from './config.js';
+import { ControlPlaneMetrics } from './metrics/control-plane-metrics.js';
+import { RunManager } from './runs/run-manager.js';
+import { TrainerBroker } from './broker/trainer-broker.js';
+import { TrainerSessions } from './broker/trainer-sessions.js';
+import { createHttpApi, boundPort } from './api/http-server.js';
+import { runServiceHandlers } from './api/run-service-grpc.js';
+import { trainerServiceHandlers } from './api/trainer-service-grpc.js';
+
+/** Injectable collaborators; real ones are made when omitted. */
+export interface ControlPlaneDeps {
+  log: Logger;
+  clock?: Clock;
+  store?: RolloutStore;
+  metrics?: ControlPlaneMetrics;
+}
+
+/** Addresses the control plane listens on. */
+export interface ControlPlaneAddresses {
+  httpUrl: string;
+  grpcAddress: string;
+}
+
+/** Largest gRPC message accepted (a SubmitRun with inline prompts). */
+const MAX_GRPC_RECEIVE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The control plane: run API (gRPC + HTTP), trainer broker, admission,
+ * metrics. `create` does the wiring; `start` binds the servers.
+ */
+export class ControlPlane {
+  readonly runs: RunManager;
+  readonly broker: TrainerBroker;
+  readonly sessions: TrainerSessions;
+  readonly metrics: ControlPlaneMetrics;
+  readonly store: RolloutStore;
+  private readonly config: ControlPlaneConfig;
+  private readonly log: Logger;
+  private readonly http: HttpServer;
+  private readonly grpc: GrpcServer;
+  private addresses: ControlPlaneAddresses | undefined;
+
+  private constructor(config: ControlPlaneConfig, store: RolloutStore, deps: ControlPlaneDeps) {
+    const clock = deps.clock ?? systemClock;
+    this.config = config;
+    this.log = deps.log;
+    this.store = store;
+    this.metrics = deps.metrics ?? new ControlPlaneMetrics();
+    this.runs = new RunManager({ store, metrics: this.metrics, clock, log: deps.log, keyPrefix: config.keyPrefix });
+    this.sessions = new TrainerSessions(deps.log);
+    this.broker = new TrainerBroker({
+      store,
+      metrics: this.metrics,
+      clock,
+      log: deps.log.child({ component: 'broker' }),
+      maxPullWaitMs: config.maxPullWaitMs,
+      publishOnAck: () => true,
+    });
+    this.http = createHttpApi({
+      runs: this.runs,
+      registry: this.metrics.registry,
+      ready: async () => {
+        await store.redis.ping();
+      },
+      log: deps.log.child({ component: 'http' }),
+      maxRequestBytes: config.maxRequestBytes,
+    });
+    this.grpc = new GrpcServer({ 'grpc.max_receive_message_length': MAX_GRPC_RECEIVE_BYTES });
+    this.grpc.addService(RunServiceService, runServiceHandlers(this.runs));
+    this.grpc.addService(
+      TrainerServiceService,
+      trainerServiceHandlers({ broker: this.broker, sessions: this.sessions, store, log: deps.log.child({ component: 'trainer-service' }) }),
+    );
+  }
+
+  /** Connects to Redis and wires every component. */
+  static async create(config: ControlPlaneConfig, deps: ControlPlaneDeps): Promise<ControlPlane> {
+    const store =
+      deps.store ??
+      (await RolloutStore.create({
+        redisUrl: config.redisUrl,
+        keyPrefix: config.keyPrefix,
+        log: deps.log.child({ component: 'rollout-store' }),
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      }));
+    return new ControlPlane(config, store, deps);
+  }
+
+  /** Binds HTTP and gRPC and resumes admission of open runs. */
+  async start(): Promise<ControlPlaneAddresses> {
+    const { host } = this.config;
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.config.httpPort, host, () => resolve());
+    });
+    const grpcPort = await new Promise<number>((resolve, reject) => {
+      this.grpc.bindAsync(`${host}:${this.config.grpcPort}`, ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      );
+    });
+    const resumed = await this.runs.resumeOpenRuns();
+    this.addresses = { httpUrl: `http://${host}:${boundPort(this.http)}`, grpcAddress: `${host}:${grpcPort}` };
+    this.log.info({ ...this.addresses, resumedRuns: resumed }, 'control plane listening');
+    return this.addresses;
+  }
+
+  /** Stops serving, stops admission, closes connections. */
+  async stop(): Promise<void> {
+    this.sessions.closeAll();
+    await this.runs.stop();
+    await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
+    this.grpc.forceShutdown();
+    await new Promise<void>((resolve) => {
+      this.http.closeAllConnections();
+      this.http.close(() => resolve());
+    });
+    await this.store.close();
+  }
+}

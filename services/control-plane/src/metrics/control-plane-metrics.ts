@@ -1,0 +1,130 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueSnapshot } from '@tandem/rollout-queue';
+
+/** Bucket bounds for ages in steps: exact for small k, coarser beyond. */
+const AGE_BUCKETS = [0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64];
+const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
+
+/**
+ * Every Prometheus metric of the control plane, labelled by run. Ledger
+ * outcomes happen in several processes (a rollout worker drops a stale
+ * group, the broker trains one), so the outcome counters are fed from the
+ * run's ledger in Redis (the one source of truth), as deltas, when scraped.
+ */
+export class ControlPlaneMetrics {
+  readonly registry = new Registry();
+
+  readonly trajectoryAge = new Histogram({
+    name: 'tandem_trajectory_age_steps',
+    help: 'Age (trainer step minus oldest policy version) of prompt groups when served for training.',
+    labelNames: ['run'],
+    buckets: AGE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly groups = new Counter({
+    name: 'tandem_groups_total',
+    help: 'Prompt groups by final ledger outcome (trained, dropped_stale, failed, cancelled).',
+    labelNames: ['run', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly groupsAdmitted = new Counter({
+    name: 'tandem_groups_admitted_total',
+    help: 'Prompt groups admitted for a target step.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly tokensWasted = new Counter({
+    name: 'tandem_tokens_wasted_total',
+    help: 'Completion tokens generated and then dropped as stale.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly tokensTrained = new Counter({
+    name: 'tandem_tokens_trained_total',
+    help: 'Completion tokens in trained batches.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'tandem_rollout_queue_depth',
+    help: 'Finished prompt groups waiting to be served to the trainer.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'tandem_groups_in_flight',
+    help: 'Prompt groups admitted and still being generated.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly policyVersion = new Gauge({
+    name: 'tandem_policy_version',
+    help: 'Policy version the generators serve (published when a weight sync completes).',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly trainerStep = new Gauge({
+    name: 'tandem_trainer_step',
+    help: 'Optimizer steps acknowledged by the trainer.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly admissionWait = new Histogram({
+    name: 'tandem_admission_wait_seconds',
+    help: 'Time an admission waited for the staleness bound or queue capacity.',
+    labelNames: ['run'],
+    buckets: WAIT_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly trainerWait = new Counter({
+    name: 'tandem_trainer_wait_seconds_total',
+    help: 'Time the trainer spent waiting in PullBatch for its batch to fill.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly batchesServed = new Counter({
+    name: 'tandem_batches_served_total',
+    help: 'Batches served to the trainer; reserved="true" counts re-serves of an un-acked batch.',
+    labelNames: ['run', 'reserved'],
+    registers: [this.registry],
+  });
+
+  private readonly lastLedger = new Map<string, QueueSnapshot['ledger']>();
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'tandem_control_plane_' });
+  }
+
+  /** Brings the gauges and ledger counters of one run up to date. */
+  observeSnapshot(run: string, snap: QueueSnapshot): void {
+    this.queueDepth.set({ run }, snap.queueDepth);
+    this.inFlight.set({ run }, snap.inFlight);
+    this.policyVersion.set({ run }, snap.policyVersion);
+    this.trainerStep.set({ run }, snap.trainerStep);
+    const prev = this.lastLedger.get(run);
+    const l = snap.ledger;
+    const delta = (now: number, before: number | undefined): number => Math.max(0, now - (before ?? 0));
+    const inc = (c: Counter, labels: Record<string, string>, by: number): void => {
+      // Touch the series even at 0 so that every outcome is exported.
+      c.inc(labels, by);
+    };
+    inc(this.groupsAdmitted, { run }, delta(l.admitted, prev?.admitted));
+    inc(this.groups, { run, outcome: 'trained' }, delta(l.trained, prev?.trained));
+    inc(this.groups, { run, outcome: 'dropped_stale' }, delta(l.droppedStale, prev?.droppedStale));
+    inc(this.groups, { run, outcome: 'failed' }, delta(l.failed, prev?.failed));
+    inc(this.groups, { run, outcome: 'cancelled' }, delta(l.cancelled, prev?.cancelled));
+    inc(this.tokensWasted, { run }, delta(l.tokensWasted, prev?.tokensWasted));
+    inc(this.tokensTrained, { run }, delta(l.tokensTrained, prev?.tokensTrained));
+    this.lastLedger.set(run, { ...l });
+  }
+
+  /** Removes every series of a run (after it is deleted). */
+  forgetRun(run: string): void {
+    for (const m of [this.trajectoryAge, this.groupsAdmitted, this.tokensWasted, this.tokensTrained, this.queueDepth, this.inFlight, this.policyVersion, this.trainerStep, this.admissionWait, this.trainerWait]) {
+      m.remove({ run });
+    }
+    for (const outcome of ['trained', 'dropped_stale', 'failed', 'cancelled']) this.groups.remove({ run, outcome });
+    for (const reserved of ['true', 'false']) this.batchesServed.remove({ run, reserved });
+    this.lastLedger.delete(run);
+  }
+}

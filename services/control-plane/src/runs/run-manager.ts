@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common';
+import { isValidRunId, parseRunSpec, queueCapacityGroups, type RunSpec } from '@tandem/run-spec';
+import type { QueueSnapshot, RolloutStore } from '@tandem/rollout-queue';
+import { Admitter } from './admitter.js';
+import { promptSourceFor } from './prompt-source.js';
+import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from './run-record-store.js';
+import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
+
+/** A run as the API shows it. */
+export interface RunView {
+  id: string;
+  spec: RunSpec;
+  status: RunStatusView;
+}
+
+/** Status of a run as the API shows it. */
+export interface RunStatusView {
+  phase: RunPhase;
+  message: string;
+  trainerStep: number;
+  policyVersion: number;
+  maxSteps: number;
+  ledger: QueueSnapshot['ledger'];
+  queueDepth: number;
+  inFlight: number;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string;
+}
+
+/** Collaborators of the {@link RunManager}. */
+export interface RunManagerDeps {
+  store: RolloutStore;
+  metrics: ControlPlaneMetrics;
+  clock: Clock;
+  log: Logger;
+  keyPrefix: string;
+}
+
+/** A submit request, as both API surfaces deliver it. */
+export interface SubmitRunInput {
+  spec: unknown;
+  runId?: string;
+}
+
+/**
+ * Run lifecycle: validates and accepts runs, drives their admission, reports
+ * status, cancels. Both API surfaces call this and nothing else, so they
+ * answer the same for the same request.
+ */
+export class RunManager {
+  private readonly deps: RunManagerDeps;
+  private readonly records: RunRecordStore;
+  private readonly admitters = new Map<string, Admitter>();
+  private readonly log: Logger;
+
+  constructor(deps: RunManagerDeps) {
+    this.deps = deps;
+    this.records = new RunRecordStore(deps.store.redis, deps.keyPrefix);
+    this.log = deps.log.child({ component: 'run-manager' });
+  }
+
+  /** Validates, stores and starts a run. */
+  async submit(input: SubmitRunInput): Promise<RunView> {
+    const spec = parseRunSpec(input.spec);
+    if (input.runId !== undefined && input.runId !== '' && !isValidRunId(input.runId)) {
+      throw TandemError.invalid('run', [
+        { path: 'runId', message: 'must be a DNS-1123 label: lowercase letters, digits and -, at most 63 characters' },
+      ]);
+    }
+    // Build the prompt source before accepting, so a bad dataset is a 400.
+    promptSourceFor(spec.dataset);
+    const id = input.runId || `run-${randomBytes(4).toString('hex')}`;
+    const now = new Date(this.deps.clock.now()).toISOString();
+    const record: RunRecord = { id, spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' };
+    if (!(await this.records.create(record))) {
+      throw new TandemError(ErrorCode.AlreadyExists, `run ${id} already exists`);
+    }
+    await this.deps.store.forRun(id).init({
+      maxTrajectoryAgeSteps: spec.async.maxTrajectoryAgeSteps,
+      batchGroups: spec.algorithm.batchGroups,
+      capacityGroups: queueCapacityGroups(spec),
+      maxSteps: spec.maxSteps,
+    });
+    this.log.info({ runId: id, maxSteps: spec.maxSteps, k: spec.async.maxTrajectoryAgeSteps }, 'run accepted');
+    this.startAdmitter(record);
+    return this.get(id);
+  }
+
+  async get(id: string): Promise<RunView> {
+    const record = await this.records.get(id);
+    if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
+    return this.view(record);
+  }
+
+  async list(): Promise<RunView[]> {
+    const ids = await this.records.ids();
+    const views = await Promise.all(ids.map((id) => this.records.get(id).then((r) => (r ? this.view(r) : undefined))));
+    return views.filter((v): v is RunView => v !== undefined);
+  }
+
+  /** Cancels a run; cancelling a finished run returns it unchanged. */
+  async cancel(id: string, reason: string): Promise<RunView> {
+    const record = await this.records.get(id);
+    if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
+    if (TERMINAL_PHASES.has(record.phase)) return this.view(record);
+    const cancelled = await this.deps.store.forRun(id).close('cancelled');
+    const now = new Date(this.deps.clock.now()).toISOString();
+    await this.records.update(id, { phase: 'Cancelled', message: reason || 'cancelled by request', updatedAt: now, finishedAt: now });
+    await this.admitters.get(id)?.stop();
+    this.admitters.delete(id);
+    this.log.info({ runId: id, groupsCancelled: cancelled, reason }, 'run cancelled');
+    return this.get(id);
+  }
+
+  /**
+   * Yields the run's status now and after every change (at most every
+   * `minIntervalMs`), ending after a terminal phase.
+   */
+  async *watch(id: string, signal: AbortSignal, minIntervalMs = 200): AsyncGenerator<RunView> {
+    const queue = this.deps.store.forRun(id);
+    let last = '';
+    while (!signal.aborted) {
+      const changed = queue.waitForChange(5000, signal);
+      const view = await this.get(id);
+      const key = JSON.stringify(view.status);
+      if (key !== last) {
+        last = key;
+        yield view;
+      }
+      if (TERMINAL_PHASES.has(view.status.phase)) return;
+      await changed;
+      await this.deps.clock.sleep(minIntervalMs, signal).catch(() => undefined);
+    }
+  }
+
+  /** Starts admission for every open run (after a control-plane restart). */
+  async resumeOpenRuns(): Promise<number> {
+    let resumed = 0;
+    for (const id of await this.records.ids()) {
+      const record = await this.records.get(id);
+      if (!record || TERMINAL_PHASES.has(record.phase)) continue;
+      this.startAdmitter(record);
+      resumed++;
+    }
+    return resumed;
+  }
+
+  /** Stops every admitter (the runs stay open in Redis). */
+  async stop(): Promise<void> {
+    await Promise.all([...this.admitters.values()].map((a) => a.stop()));
+    this.admitters.clear();
+  }
+
+  /** Run ids with an admitter in this process. */
+  activeRunIds(): string[] {
+    return [...this.admitters.keys()];
+  }
+
+  private startAdmitter(record: RunRecord): void {
+    if (this.admitters.has(record.id)) return;
+    const admitter = new Admitter({
+      queue: this.deps.store.forRun(record.id),
+      prompts: this.deps.store.promptQueue(record.id),
+      source: promptSourceFor(record.spec.dataset),
+      metrics: this.deps.metrics,
+      clock: this.deps.clock,
+      log: this.deps.log.child({ component: 'admitter', runId: record.id }),
+    });
+    this.admitters.set(record.id, admitter);
+    admitter.start().catch((err: unknown) => this.log.error({ err, runId: record.id }, 'admitter crashed'));
+  }
+
+  private async view(record: RunRecord): Promise<RunView> {
+    const snap = await this.deps.store.forRun(record.id).snapshot();
+    this.deps.metrics.observeSnapshot(record.id, snap);
+    let { phase, finishedAt, updatedAt, message } = record;
+    if (!TERMINAL_PHASES.has(phase)) {
+      const derived = derivePhase(snap);
+      if (derived !== phase) {
+        phase = derived;
+        updatedAt = new Date(this.deps.clock.now()).toISOString();
+        if (TERMINAL_PHASES.has(phase)) finishedAt = updatedAt;
+        if (phase === 'Succeeded') message = `trained ${snap.trainerStep} steps`;
+        await this.records.update(record.id, { phase, updatedAt, finishedAt, message });
+      }
+    }
+    return {
+      id: record.id,
+      spec: record.spec,
+      status: {
+        phase,
+        message,
+        trainerStep: snap.trainerStep,
+        policyVersion: snap.policyVersion,
+        maxSteps: snap.settings.maxSteps,
+        ledger: snap.ledger,
+        queueDepth: snap.queueDepth,
+        inFlight: snap.inFlight,
+        createdAt: record.createdAt,
+        updatedAt,
+        finishedAt,
+      },
+    };
+  }
+}
+
+function derivePhase(snap: QueueSnapshot): RunPhase {
+  switch (snap.state) {
+    case 'complete':
+      return 'Succeeded';
+    case 'cancelled':
+      return 'Cancelled';
+    case 'failed':
+      return 'Failed';
+    case 'open':
+      return snap.ledger.admitted > 0 ? 'Running' : 'Pending';
+  }
+}

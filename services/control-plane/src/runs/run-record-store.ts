@@ -1,0 +1,92 @@
+import type { Redis } from 'ioredis';
+import type { RunSpec } from '@tandem/run-spec';
+
+/** Lifecycle phase of a run. */
+export type RunPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Cancelled';
+
+/** Phases a run never leaves. */
+export const TERMINAL_PHASES: ReadonlySet<RunPhase> = new Set<RunPhase>(['Succeeded', 'Failed', 'Cancelled']);
+
+/** What the control plane keeps about a run besides its queue. */
+export interface RunRecord {
+  id: string;
+  spec: RunSpec;
+  phase: RunPhase;
+  message: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string;
+}
+
+/**
+ * Run records in Redis: one hash per run under the run's hash tag, and a
+ * sorted set of run ids by creation time for listing.
+ */
+export class RunRecordStore {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
+  constructor(redis: Redis, prefix: string) {
+    this.redis = redis;
+    this.prefix = prefix;
+  }
+
+  private key(id: string): string {
+    return `${this.prefix}:{${id}}:record`;
+  }
+
+  private get index(): string {
+    return `${this.prefix}:runs`;
+  }
+
+  /** Creates a record; false when the id is taken. */
+  async create(record: RunRecord): Promise<boolean> {
+    const created = await this.redis.hsetnx(this.key(record.id), 'id', record.id);
+    if (created === 0) return false;
+    await this.redis
+      .multi()
+      .hset(this.key(record.id), toHash(record))
+      .zadd(this.index, Date.parse(record.createdAt), record.id)
+      .exec();
+    return true;
+  }
+
+  async get(id: string): Promise<RunRecord | undefined> {
+    const h = await this.redis.hgetall(this.key(id));
+    if (h.id === undefined || h.spec === undefined) return undefined;
+    return {
+      id: h.id,
+      spec: JSON.parse(h.spec) as RunSpec,
+      phase: (h.phase ?? 'Pending') as RunPhase,
+      message: h.message ?? '',
+      createdAt: h.createdAt ?? '',
+      updatedAt: h.updatedAt ?? '',
+      finishedAt: h.finishedAt ?? '',
+    };
+  }
+
+  /** Run ids, oldest first. */
+  async ids(): Promise<string[]> {
+    return this.redis.zrange(this.index, 0, -1);
+  }
+
+  async update(id: string, fields: Partial<Pick<RunRecord, 'phase' | 'message' | 'updatedAt' | 'finishedAt'>>): Promise<void> {
+    await this.redis.hset(this.key(id), fields);
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.redis.multi().del(this.key(id)).zrem(this.index, id).exec();
+  }
+}
+
+function toHash(r: RunRecord): Record<string, string> {
+  return {
+    id: r.id,
+    spec: JSON.stringify(r.spec),
+    phase: r.phase,
+    message: r.message,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    finishedAt: r.finishedAt,
+  };
+}
