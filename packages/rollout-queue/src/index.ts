@@ -6,3 +6,5 @@ export * from './queue-errors.js';
 export { runKeys, type RunKeys } from './keys.js';
 export type { RolloutRedis } from './lua-script.js';
 export * from './synthetic-group.js';
+export * from './generator-registry.js';
+export * from './run-record-store.js';

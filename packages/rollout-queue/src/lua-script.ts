@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 /** The Redis commands the rollout queue uses, and nothing else. */
 export type RolloutRedis = Pick<
   Redis,
-  'evalsha' | 'eval' | 'callBuffer' | 'hgetall' | 'hget' | 'hmget' | 'zcard' | 'zrange' | 'llen' | 'scan' | 'del' | 'hset' | 'hsetnx' | 'lrange' | 'hlen' | 'hscan' | 'memory'
+  'evalsha' | 'eval' | 'callBuffer' | 'hdel' | 'publish' | 'hgetall' | 'hget' | 'hmget' | 'zcard' | 'zrange' | 'llen' | 'scan' | 'del' | 'hset' | 'hsetnx' | 'lrange' | 'hlen' | 'hscan' | 'memory'
 >;
 
 /** Argument to a script: strings, numbers and raw bytes. */

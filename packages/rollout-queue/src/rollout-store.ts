@@ -4,6 +4,7 @@ import { RolloutQueue } from './rollout-queue.js';
 import { RunEvents } from './run-events.js';
 import { PromptQueue } from './prompt-queue.js';
 import { runKeys } from './keys.js';
+import { GeneratorRegistry } from './generator-registry.js';
 
 /** Options for {@link RolloutStore.create}. */
 export interface RolloutStoreOptions {
@@ -75,6 +76,16 @@ export class RolloutStore {
       prefix: runKeys(runId, this.keyPrefix).bullPrefix,
       connection: { url: this.redisUrl, ...this.redisOptions },
     });
+  }
+
+  /** The generator membership of one run. */
+  generators(runId: string): GeneratorRegistry {
+    return new GeneratorRegistry(this.redis, runId, this.keyPrefix);
+  }
+
+  /** Resolves on the next event of the run (any change) or after `timeoutMs`. */
+  nextRunEvent(runId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.events.next(runKeys(runId, this.keyPrefix).events, timeoutMs, signal);
   }
 
   /** Forgets the per-run view (the run's keys stay until `destroy`). */

@@ -22,6 +22,10 @@ export const ControlPlaneEnv = z.object({
   TANDEM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Longest long poll a trainer may ask for in PullBatch. @default 30000 */
   TANDEM_MAX_PULL_WAIT_MS: z.coerce.number().int().positive().max(600_000).default(30_000),
+  /** Port of the weight-transfer group's rendezvous on the trainer (rank 0). @default 29500 */
+  TANDEM_TRANSFER_PORT: port.default(29500),
+  /** Health-check period of generators. @default 2000 */
+  TANDEM_GENERATOR_HEALTH_INTERVAL_MS: z.coerce.number().int().positive().default(2000),
   /** Largest HTTP request body accepted. @default 4194304 */
   TANDEM_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 });
@@ -36,6 +40,8 @@ export interface ControlPlaneConfig {
   logLevel: string;
   maxPullWaitMs: number;
   maxRequestBytes: number;
+  transferPort: number;
+  generatorHealthIntervalMs: number;
 }
 
 /** Parses the environment; throws INVALID_ARGUMENT naming each bad variable. */
@@ -50,5 +56,7 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
     logLevel: e.TANDEM_LOG_LEVEL,
     maxPullWaitMs: e.TANDEM_MAX_PULL_WAIT_MS,
     maxRequestBytes: e.TANDEM_MAX_REQUEST_BYTES,
+    transferPort: e.TANDEM_TRANSFER_PORT,
+    generatorHealthIntervalMs: e.TANDEM_GENERATOR_HEALTH_INTERVAL_MS,
   };
 }

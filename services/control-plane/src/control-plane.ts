@@ -11,6 +11,8 @@ import { TrainerSessions } from './broker/trainer-sessions.js';
 import { createHttpApi, boundPort } from './api/http-server.js';
 import { runServiceHandlers } from './api/run-service-grpc.js';
 import { trainerServiceHandlers } from './api/trainer-service-grpc.js';
+import { WeightSyncManager } from './sync/weight-sync-manager.js';
+import type { VllmAdmin } from './sync/vllm-admin-client.js';
 
 /** Injectable collaborators; real ones are made when omitted. */
 export interface ControlPlaneDeps {
@@ -18,6 +20,8 @@ export interface ControlPlaneDeps {
   clock?: Clock;
   store?: RolloutStore;
   metrics?: ControlPlaneMetrics;
+  /** vLLM admin client factory (tests inject in-process fakes); real HTTP when omitted. */
+  vllmAdmin?: (url: string) => VllmAdmin;
 }
 
 /** Addresses the control plane listens on. */
@@ -39,6 +43,7 @@ export class ControlPlane {
   readonly sessions: TrainerSessions;
   readonly metrics: ControlPlaneMetrics;
   readonly store: RolloutStore;
+  readonly syncs: WeightSyncManager;
   private readonly config: ControlPlaneConfig;
   private readonly log: Logger;
   private readonly http: HttpServer;
@@ -53,16 +58,31 @@ export class ControlPlane {
     this.metrics = deps.metrics ?? new ControlPlaneMetrics();
     this.runs = new RunManager({ store, metrics: this.metrics, clock, log: deps.log, keyPrefix: config.keyPrefix });
     this.sessions = new TrainerSessions(deps.log);
+    this.syncs = new WeightSyncManager({
+      store,
+      sessions: this.sessions,
+      metrics: this.metrics,
+      clock,
+      log: deps.log,
+      keyPrefix: config.keyPrefix,
+      ...(deps.vllmAdmin ? { admin: deps.vllmAdmin } : {}),
+      defaults: {
+        transferPort: config.transferPort,
+        healthIntervalMs: config.generatorHealthIntervalMs,
+        unhealthyAfterFailures: 3,
+      },
+    });
     this.broker = new TrainerBroker({
       store,
       metrics: this.metrics,
       clock,
       log: deps.log.child({ component: 'broker' }),
       maxPullWaitMs: config.maxPullWaitMs,
-      publishOnAck: () => true,
+      publishOnAck: (runId) => !this.syncs.manages(runId),
     });
     this.http = createHttpApi({
       runs: this.runs,
+      syncs: this.syncs,
       registry: this.metrics.registry,
       ready: async () => {
         await store.redis.ping();
@@ -104,6 +124,7 @@ export class ControlPlane {
       );
     });
     const resumed = await this.runs.resumeOpenRuns();
+    await this.syncs.resumeOpenRuns();
     this.addresses = { httpUrl: `http://${host}:${boundPort(this.http)}`, grpcAddress: `${host}:${grpcPort}` };
     this.log.info({ ...this.addresses, resumedRuns: resumed }, 'control plane listening');
     return this.addresses;
@@ -112,6 +133,7 @@ export class ControlPlane {
   /** Stops serving, stops admission, closes connections. */
   async stop(): Promise<void> {
     this.sessions.closeAll();
+    await this.syncs.stop();
     await this.runs.stop();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     this.grpc.forceShutdown();

@@ -5,12 +5,14 @@ import { ErrorCode, TandemError, parseOrThrow, type Logger } from '@tandem/commo
 import { Run, RunEvent } from '@tandem/protocol';
 import type { Registry } from 'prom-client';
 import type { RunManager } from '../runs/run-manager.js';
+import type { WeightSyncManager } from '../sync/weight-sync-manager.js';
 import { toHttpError } from './http-errors.js';
 import { runToProto } from './run-proto.js';
 
 /** Collaborators of the HTTP API. */
 export interface HttpApiDeps {
   runs: RunManager;
+  syncs: WeightSyncManager;
   registry: Registry;
   /** Readiness: resolves when dependencies (Redis) answer. */
   ready: () => Promise<void>;
@@ -23,6 +25,8 @@ const SubmitBody = z.strictObject({
   runId: z.string().optional(),
 });
 const CancelBody = z.strictObject({ reason: z.string().max(1024).optional() });
+const GeneratorBody = z.strictObject({ id: z.string().min(1).max(128), url: z.string().min(1).max(2048) });
+const GENERATORS_PATH = /^\/v1\/runs\/([^/:]+)\/generators(?:\/([^/]+))?$/;
 
 const RUN_PATH = /^\/v1\/runs\/([^/:]+)(?::(cancel|watch))?$/;
 
@@ -64,6 +68,21 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       if (method === 'GET') {
         const views = await runs.list();
         return sendJson(res, 200, { runs: views.map((v) => Run.toJSON(runToProto(v))) });
+      }
+      return methodNotAllowed(method, path);
+    }
+    const gm = GENERATORS_PATH.exec(path);
+    if (gm) {
+      const runId = decodeURIComponent(gm[1] as string);
+      const genId = gm[2] === undefined ? undefined : decodeURIComponent(gm[2]);
+      if (genId === undefined && method === 'GET') return sendJson(res, 200, { generators: await deps.syncs.listGenerators(runId) });
+      if (genId === undefined && method === 'POST') {
+        const body = parseOrThrow(GeneratorBody, await readJson(req, deps.maxRequestBytes), 'generator');
+        return sendJson(res, 201, await deps.syncs.registerGenerator(runId, body.id, body.url));
+      }
+      if (genId !== undefined && method === 'DELETE') {
+        await deps.syncs.removeGenerator(runId, genId);
+        return sendJson(res, 200, { removed: genId });
       }
       return methodNotAllowed(method, path);
     }

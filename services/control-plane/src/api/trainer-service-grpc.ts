@@ -80,6 +80,7 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
                 trainerId: hello.trainerId,
                 simulated: hello.simulated,
                 weightsReadyVersion: hello.policyVersion,
+                address: peerHost(call.getPeer()),
                 stream: call,
               });
               call.write(
@@ -105,7 +106,9 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
           fail(TandemError.invalid('attach stream', [{ path: 'hello', message: 'the first message must be hello' }]));
           return;
         }
-        if (kind.$case === 'weightsReady') sessions.weightsReady(runId, kind.weightsReady.policyVersion);
+        if (kind.$case === 'weightsReady') {
+          sessions.weightsReady(runId, kind.weightsReady.policyVersion, kind.weightsReady.updateInfoJson);
+        }
         else if (kind.$case === 'weightsSent') sessions.weightsSent(runId, kind.weightsSent);
       });
       call.on('end', () => {
@@ -118,4 +121,13 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
       });
     },
   };
+}
+
+/** Host part of a grpc-js peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678", "1.2.3.4:5678"). */
+export function peerHost(peer: string): string {
+  const p = peer.replace(/^ipv[46]:/, '');
+  const v6 = /^\[([^\]]+)\]/.exec(p);
+  if (v6) return v6[1] as string;
+  const i = p.lastIndexOf(':');
+  return i > 0 ? p.slice(0, i) : p;
 }

@@ -12,6 +12,8 @@ export interface TrainerSession {
   runId: string;
   trainerId: string;
   simulated: boolean;
+  /** The trainer's IP as the control plane sees it: the transfer group's rendezvous host. */
+  address: string;
   /** Latest version the trainer said it holds weights for. */
   weightsReadyVersion: number;
   stream: TrainerStream;
@@ -19,7 +21,8 @@ export interface TrainerSession {
 
 /** Listener for messages from attached trainers. */
 export interface TrainerSessionListener {
-  onWeightsReady?(runId: string, version: number): void;
+  onAttached?(runId: string): void;
+  onWeightsReady?(runId: string, version: number, updateInfoJson: string): void;
   onWeightsSent?(runId: string, result: Extract<TrainerMessage['kind'], { $case: 'weightsSent' }>['weightsSent']): void;
 }
 
@@ -48,6 +51,7 @@ export class TrainerSessions {
       previous.stream.end();
     }
     this.sessions.set(session.runId, session);
+    for (const l of this.listeners) l.onAttached?.(session.runId);
     this.log.info({ runId: session.runId, trainerId: session.trainerId, simulated: session.simulated }, 'trainer attached');
   }
 
@@ -71,10 +75,10 @@ export class TrainerSessions {
     return true;
   }
 
-  weightsReady(runId: string, version: number): void {
+  weightsReady(runId: string, version: number, updateInfoJson = ''): void {
     const session = this.sessions.get(runId);
     if (session) session.weightsReadyVersion = Math.max(session.weightsReadyVersion, version);
-    for (const l of this.listeners) l.onWeightsReady?.(runId, version);
+    for (const l of this.listeners) l.onWeightsReady?.(runId, version, updateInfoJson);
   }
 
   weightsSent(runId: string, result: Extract<TrainerMessage['kind'], { $case: 'weightsSent' }>['weightsSent']): void {

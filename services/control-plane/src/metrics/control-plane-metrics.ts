@@ -89,6 +89,51 @@ export class ControlPlaneMetrics {
     registers: [this.registry],
   });
 
+  readonly weightSyncSeconds = new Histogram({
+    name: 'tandem_weight_sync_seconds',
+    help: 'Duration of weight-sync phases (world_size, init, pause, start, update, finish, resume, total).',
+    labelNames: ['run', 'phase'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly weightSyncs = new Counter({
+    name: 'tandem_weight_syncs_total',
+    help: 'Weight syncs by result: ok, partial (some generators cut off), failed.',
+    labelNames: ['run', 'result'],
+    registers: [this.registry],
+  });
+  readonly generatorPolicyVersion = new Gauge({
+    name: 'tandem_generator_policy_version',
+    help: 'Policy version each generator holds (-1 before its first sync).',
+    labelNames: ['run', 'generator'],
+    registers: [this.registry],
+  });
+  readonly generators = new Gauge({
+    name: 'tandem_generators',
+    help: 'Generators of a run by membership state (joining, ready, syncing, unhealthy).',
+    labelNames: ['run', 'state'],
+    registers: [this.registry],
+  });
+  readonly generationTokens = new Counter({
+    name: 'tandem_generation_tokens_total',
+    help: 'Completion tokens generated for a run, as counted by its rollout workers.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly generationRequests = new Counter({
+    name: 'tandem_generation_requests_total',
+    help: 'Completions requests sent to generators, by result code (ok, 429, timeout, malformed, error, cancelled).',
+    labelNames: ['run', 'code'],
+    registers: [this.registry],
+  });
+  readonly generatorBusyRatio = new Gauge({
+    name: 'tandem_generator_busy_ratio',
+    help: 'Fraction of the last interval each generator had requests running (from its own metrics).',
+    labelNames: ['run', 'generator'],
+    registers: [this.registry],
+  });
+
+  private readonly lastStats = new Map<string, Map<string, number>>();
   private readonly lastLedger = new Map<string, QueueSnapshot['ledger']>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -116,6 +161,19 @@ export class ControlPlaneMetrics {
     inc(this.tokensWasted, { run }, delta(l.tokensWasted, prev?.tokensWasted));
     inc(this.tokensTrained, { run }, delta(l.tokensTrained, prev?.tokensTrained));
     this.lastLedger.set(run, { ...l });
+  }
+
+  /** Brings the generation counters of a run up to date from its `stats` hash. */
+  observeGenerationStats(run: string, stats: Record<string, string>): void {
+    const prev = this.lastStats.get(run) ?? new Map<string, number>();
+    for (const [field, raw] of Object.entries(stats)) {
+      const value = Number(raw);
+      const delta = Math.max(0, value - (prev.get(field) ?? 0));
+      prev.set(field, value);
+      if (field === 'tokens') this.generationTokens.inc({ run }, delta);
+      else if (field.startsWith('requests:')) this.generationRequests.inc({ run, code: field.slice('requests:'.length) }, delta);
+    }
+    this.lastStats.set(run, prev);
   }
 
   /** Removes every series of a run (after it is deleted). */

@@ -4,7 +4,7 @@ import { isValidRunId, parseRunSpec, queueCapacityGroups, type RunSpec } from '@
 import type { QueueSnapshot, RolloutStore } from '@tandem/rollout-queue';
 import { Admitter } from './admitter.js';
 import { promptSourceFor } from './prompt-source.js';
-import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from './run-record-store.js';
+import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from '@tandem/rollout-queue';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 
 /** A run as the API shows it. */
@@ -173,8 +173,10 @@ export class RunManager {
   }
 
   private async view(record: RunRecord): Promise<RunView> {
-    const snap = await this.deps.store.forRun(record.id).snapshot();
+    const queue = this.deps.store.forRun(record.id);
+    const [snap, stats] = await Promise.all([queue.snapshot(), this.deps.store.redis.hgetall(`${queue.keys.bullPrefix}:stats`)]);
     this.deps.metrics.observeSnapshot(record.id, snap);
+    this.deps.metrics.observeGenerationStats(record.id, stats);
     let { phase, finishedAt, updatedAt, message } = record;
     if (!TERMINAL_PHASES.has(phase)) {
       const derived = derivePhase(snap);

@@ -96,6 +96,14 @@ export interface TrainerHello {
  */
 export interface WeightsReady {
   policyVersion: number;
+  /**
+   * vLLM's NCCL `update_info` for this model as JSON: {"names": [...],
+   * "dtype_names": [...], "shapes": [[...], ...], "packed": true}. The
+   * coordinator forwards it to every generator's /update_weights so that
+   * their receive matches the trainer's broadcast. Empty for the simulated
+   * trainer (the simulated generators then size the transfer themselves).
+   */
+  updateInfoJson: string;
 }
 
 /** Result of a SendWeights command. */
@@ -104,6 +112,8 @@ export interface WeightsSent {
   ok: boolean;
   error: string;
   seconds: number;
+  /** The sync_id of the SendWeights command this answers. */
+  syncId: string;
 }
 
 export interface ControlMessage {
@@ -132,6 +142,11 @@ export interface SendWeights {
   masterPort: number;
   worldSize: number;
   deadlineMs: number;
+  /**
+   * Changes whenever the transfer group is re-formed (membership changed):
+   * the trainer must (re)initialise its side of the group before sending.
+   */
+  groupId: string;
 }
 
 export interface RunEnded {
@@ -465,13 +480,16 @@ export const TrainerHello: MessageFns<TrainerHello> = {
 };
 
 function createBaseWeightsReady(): WeightsReady {
-  return { policyVersion: 0 };
+  return { policyVersion: 0, updateInfoJson: "" };
 }
 
 export const WeightsReady: MessageFns<WeightsReady> = {
   encode(message: WeightsReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.policyVersion !== 0) {
       writer.uint32(8).int64(message.policyVersion);
+    }
+    if (message.updateInfoJson !== "") {
+      writer.uint32(18).string(message.updateInfoJson);
     }
     return writer;
   },
@@ -497,6 +515,14 @@ export const WeightsReady: MessageFns<WeightsReady> = {
             message.policyVersion = longToNumber(reader.int64());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.updateInfoJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -516,6 +542,11 @@ export const WeightsReady: MessageFns<WeightsReady> = {
         : isSet(object.policy_version)
         ? globalThis.Number(object.policy_version)
         : 0,
+      updateInfoJson: isSet(object.updateInfoJson)
+        ? globalThis.String(object.updateInfoJson)
+        : isSet(object.update_info_json)
+        ? globalThis.String(object.update_info_json)
+        : "",
     };
   },
 
@@ -523,6 +554,9 @@ export const WeightsReady: MessageFns<WeightsReady> = {
     const obj: any = {};
     if (message.policyVersion !== 0) {
       obj.policyVersion = Math.round(message.policyVersion);
+    }
+    if (message.updateInfoJson !== "") {
+      obj.updateInfoJson = message.updateInfoJson;
     }
     return obj;
   },
@@ -533,12 +567,13 @@ export const WeightsReady: MessageFns<WeightsReady> = {
   fromPartial(object: DeepPartial<WeightsReady>): WeightsReady {
     const message = createBaseWeightsReady();
     message.policyVersion = object.policyVersion ?? 0;
+    message.updateInfoJson = object.updateInfoJson ?? "";
     return message;
   },
 };
 
 function createBaseWeightsSent(): WeightsSent {
-  return { policyVersion: 0, ok: false, error: "", seconds: 0 };
+  return { policyVersion: 0, ok: false, error: "", seconds: 0, syncId: "" };
 }
 
 export const WeightsSent: MessageFns<WeightsSent> = {
@@ -554,6 +589,9 @@ export const WeightsSent: MessageFns<WeightsSent> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(33).double(message.seconds);
+    }
+    if (message.syncId !== "") {
+      writer.uint32(42).string(message.syncId);
     }
     return writer;
   },
@@ -603,6 +641,14 @@ export const WeightsSent: MessageFns<WeightsSent> = {
             message.seconds = reader.double();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.syncId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -625,6 +671,11 @@ export const WeightsSent: MessageFns<WeightsSent> = {
       ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      syncId: isSet(object.syncId)
+        ? globalThis.String(object.syncId)
+        : isSet(object.sync_id)
+        ? globalThis.String(object.sync_id)
+        : "",
     };
   },
 
@@ -642,6 +693,9 @@ export const WeightsSent: MessageFns<WeightsSent> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.syncId !== "") {
+      obj.syncId = message.syncId;
+    }
     return obj;
   },
 
@@ -654,6 +708,7 @@ export const WeightsSent: MessageFns<WeightsSent> = {
     message.ok = object.ok ?? false;
     message.error = object.error ?? "";
     message.seconds = object.seconds ?? 0;
+    message.syncId = object.syncId ?? "";
     return message;
   },
 };
@@ -958,7 +1013,7 @@ export const Welcome: MessageFns<Welcome> = {
 };
 
 function createBaseSendWeights(): SendWeights {
-  return { policyVersion: 0, syncId: "", masterAddress: "", masterPort: 0, worldSize: 0, deadlineMs: 0 };
+  return { policyVersion: 0, syncId: "", masterAddress: "", masterPort: 0, worldSize: 0, deadlineMs: 0, groupId: "" };
 }
 
 export const SendWeights: MessageFns<SendWeights> = {
@@ -980,6 +1035,9 @@ export const SendWeights: MessageFns<SendWeights> = {
     }
     if (message.deadlineMs !== 0) {
       writer.uint32(48).uint32(message.deadlineMs);
+    }
+    if (message.groupId !== "") {
+      writer.uint32(58).string(message.groupId);
     }
     return writer;
   },
@@ -1045,6 +1103,14 @@ export const SendWeights: MessageFns<SendWeights> = {
             message.deadlineMs = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1089,6 +1155,11 @@ export const SendWeights: MessageFns<SendWeights> = {
         : isSet(object.deadline_ms)
         ? globalThis.Number(object.deadline_ms)
         : 0,
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
     };
   },
 
@@ -1112,6 +1183,9 @@ export const SendWeights: MessageFns<SendWeights> = {
     if (message.deadlineMs !== 0) {
       obj.deadlineMs = Math.round(message.deadlineMs);
     }
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
     return obj;
   },
 
@@ -1126,6 +1200,7 @@ export const SendWeights: MessageFns<SendWeights> = {
     message.masterPort = object.masterPort ?? 0;
     message.worldSize = object.worldSize ?? 0;
     message.deadlineMs = object.deadlineMs ?? 0;
+    message.groupId = object.groupId ?? "";
     return message;
   },
 };

@@ -1,0 +1,347 @@
+import { randomBytes } from 'node:crypto';
+import { TandemError, type Clock, type Logger } from '@tandem/common';
+import { ControlMessage, type WeightsSent } from '@tandem/protocol';
+import type { GeneratorRecord, GeneratorRegistry, RolloutQueue } from '@tandem/rollout-queue';
+import type { TrainerSessions } from '../broker/trainer-sessions.js';
+import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
+import type { UpdateInfo, VllmAdmin } from './vllm-admin-client.js';
+
+/** Settings of one run's coordinator. */
+export interface WeightSyncSettings {
+  /** Deadline of one whole sync. */
+  timeoutMs: number;
+  /** vLLM pause mode "keep" (in-flight requests survive the update) vs "wait" (drain). */
+  inFlightWeightUpdates: boolean;
+  /** Port of the transfer group's rendezvous on the trainer (rank 0). */
+  transferPort: number;
+  /** Health-check period of generators. */
+  healthIntervalMs: number;
+  /** Consecutive failed health checks that take a generator out of the group. */
+  unhealthyAfterFailures: number;
+}
+
+/** Collaborators of a {@link WeightSyncCoordinator}. */
+export interface WeightSyncDeps {
+  runId: string;
+  registry: GeneratorRegistry;
+  queue: RolloutQueue;
+  sessions: TrainerSessions;
+  metrics: ControlPlaneMetrics;
+  clock: Clock;
+  log: Logger;
+  admin: (url: string) => VllmAdmin;
+}
+
+/** Result of one sync, for logs, metrics and tests. */
+export interface SyncReport {
+  syncId: string;
+  policyVersion: number;
+  generators: string[];
+  cutOff: Array<{ id: string; reason: string }>;
+  groupReformed: boolean;
+  phasesMs: Record<string, number>;
+  result: 'ok' | 'partial' | 'failed';
+}
+
+const EMPTY_UPDATE_INFO: UpdateInfo = { names: [], dtype_names: [], shapes: [], packed: true };
+
+/**
+ * Moves each new policy version from the trainer to every generator of one
+ * run, one sync at a time, every call with a deadline:
+ *
+ *   (re-form group) → pause → start_weight_update → update_weights on the
+ *   generators while the trainer broadcasts → finish_weight_update → resume
+ *   → publish the version (rollout workers stamp new requests with it).
+ *
+ * A generator that misses a deadline or fails a call is cut off (unhealthy)
+ * and the sync completes for the rest; the group is re-formed without it at
+ * the next sync. New or recovered generators are `joining` and receive a
+ * full sync before they serve. Versions reported faster than syncs finish
+ * are coalesced to the newest.
+ */
+export class WeightSyncCoordinator {
+  readonly reports: SyncReport[] = [];
+  private readonly deps: WeightSyncDeps;
+  private readonly settings: WeightSyncSettings;
+  private readonly log: Logger;
+  private wantedVersion = -1;
+  private updateInfo: UpdateInfo = EMPTY_UPDATE_INFO;
+  private groupKey = '';
+  private groupId = '';
+  private kick: (() => void) | undefined;
+  private stopped = false;
+  private loopDone: Promise<void> | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly healthFailures = new Map<string, number>();
+  private readonly pendingSends = new Map<string, (r: WeightsSent) => void>();
+
+  constructor(deps: WeightSyncDeps, settings: WeightSyncSettings) {
+    this.deps = deps;
+    this.settings = settings;
+    this.log = deps.log.child({ component: 'weight-sync', runId: deps.runId });
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop();
+    this.healthTimer ??= setInterval(() => {
+      this.checkHealth().catch((err: unknown) => this.log.warn({ err }, 'health check round failed'));
+    }, this.settings.healthIntervalMs);
+    this.healthTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.kick?.();
+    await this.loopDone;
+  }
+
+  /** The trainer holds weights for `version` (and, for real models, their layout). */
+  weightsReady(version: number, updateInfoJson: string): void {
+    if (updateInfoJson) {
+      try {
+        this.updateInfo = JSON.parse(updateInfoJson) as UpdateInfo;
+      } catch {
+        this.log.warn('trainer sent update_info_json that is not JSON; ignoring it');
+      }
+    }
+    if (version > this.wantedVersion) this.wantedVersion = version;
+    this.kick?.();
+  }
+
+  /** The trainer answered a SendWeights command. */
+  weightsSent(result: WeightsSent): void {
+    this.pendingSends.get(result.syncId)?.(result);
+  }
+
+  /** A generator was added or came back: it joins at the next sync boundary. */
+  membershipChanged(): void {
+    this.kick?.();
+  }
+
+  private async loop(): Promise<void> {
+    let publishedVersion = -1;
+    while (!this.stopped) {
+      const woken = new Promise<void>((resolve) => {
+        this.kick = resolve;
+        setTimeout(resolve, 1000).unref();
+      });
+      try {
+        const snap = await this.deps.queue.snapshot();
+        if (snap.state !== 'open') {
+          this.log.info({ state: snap.state }, 'run ended; weight sync stops');
+          break;
+        }
+        const members = await this.deps.registry.list();
+        const live = members.filter((g) => g.state !== 'unhealthy');
+        const anyReady = live.some((g) => g.state === 'ready');
+        const joiners = live.some((g) => g.state === 'joining');
+        const trainer = this.deps.sessions.get(this.deps.runId);
+        const trainerVersion = Math.max(this.wantedVersion, trainer?.weightsReadyVersion ?? -1);
+        // Sync when the trainer is ahead of what generators serve, or when
+        // joiners wait and nobody serves (else the run could never proceed).
+        const behind = trainerVersion > publishedVersion && live.length > 0;
+        if (trainer && trainerVersion >= 0 && (behind || (joiners && !anyReady))) {
+          const report = await this.sync(trainerVersion, live);
+          if (report.result !== 'failed') publishedVersion = Math.max(publishedVersion, report.policyVersion);
+        }
+      } catch (err) {
+        this.log.error({ err }, 'weight sync round failed');
+      }
+      await woken;
+    }
+  }
+
+  /** Runs one sync of `version` to `members` (exported behaviour; used by tests through weightsReady). */
+  private async sync(version: number, members: GeneratorRecord[]): Promise<SyncReport> {
+    const { clock, metrics, registry, runId } = this.deps;
+    const run = runId;
+    const syncId = randomBytes(4).toString('hex');
+    const started = clock.now();
+    const deadlineAt = started + this.settings.timeoutMs;
+    const remaining = (): number => Math.max(1, deadlineAt - clock.now());
+    const phasesMs: Record<string, number> = {};
+    const cutOff: Array<{ id: string; reason: string }> = [];
+    let alive = [...members];
+    const log = this.log.child({ syncId, policyVersion: version });
+
+    /** Runs one phase on every live generator; those that fail are cut off. */
+    const phase = async (name: string, call: (admin: VllmAdmin, g: GeneratorRecord) => Promise<void>): Promise<void> => {
+      const t0 = clock.now();
+      const results = await Promise.allSettled(alive.map((g) => call(this.deps.admin(g.url), g)));
+      const survivors: GeneratorRecord[] = [];
+      results.forEach((r, i) => {
+        const g = alive[i] as GeneratorRecord;
+        if (r.status === 'fulfilled') survivors.push(g);
+        else {
+          const reason = `${name}: ${TandemError.from(r.reason).message}`;
+          cutOff.push({ id: g.id, reason });
+          log.warn({ generator: g.id, reason }, 'generator cut off from the weight sync');
+        }
+      });
+      alive = survivors;
+      phasesMs[name] = clock.now() - t0;
+      metrics.weightSyncSeconds.observe({ run, phase: name }, phasesMs[name] / 1000);
+    };
+
+    // 1. (Re-)form the transfer group when membership changed.
+    const key = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
+    const reformed = key !== this.groupKey;
+    let worldSize = 1;
+    if (reformed) {
+      const sizes = new Map<string, number>();
+      await phase('world_size', async (admin, g) => {
+        sizes.set(g.id, await admin.worldSize(remaining()));
+      });
+      const trainer = this.deps.sessions.get(runId);
+      const masterAddress = trainer?.address ?? '127.0.0.1';
+      let offset = 1;
+      const offsets = new Map<string, number>();
+      for (const g of alive) {
+        offsets.set(g.id, offset);
+        offset += sizes.get(g.id) ?? 1;
+      }
+      worldSize = offset;
+      this.groupId = `${runId}-${syncId}`;
+      await phase('init', (admin, g) =>
+        admin.initWeightTransferEngine(
+          { master_address: masterAddress, master_port: this.settings.transferPort, rank_offset: offsets.get(g.id) ?? 1, world_size: worldSize },
+          remaining(),
+        ),
+      );
+      this.groupKey = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
+      log.info({ generators: alive.map((g) => g.id), worldSize }, 'transfer group formed');
+    } else {
+      worldSize = 1 + alive.length;
+    }
+
+    await Promise.all(alive.map((g) => registry.update(g.id, { state: 'syncing', updatedAtMs: clock.now() })));
+    await phase('pause', (admin) => admin.pause(this.settings.inFlightWeightUpdates ? 'keep' : 'wait', remaining()));
+    await phase('start', (admin) => admin.startWeightUpdate(remaining()));
+
+    // 2. The generators receive while the trainer broadcasts.
+    const t0 = clock.now();
+    const [sent] = await Promise.all([
+      this.sendFromTrainer(version, syncId, worldSize, remaining()),
+      phase('update', (admin) => admin.updateWeights(this.updateInfo, version, remaining())),
+    ]);
+    phasesMs.broadcast = clock.now() - t0;
+    const sentVersion = sent.ok ? sent.policyVersion : version;
+
+    let result: SyncReport['result'];
+    if (!sent.ok) {
+      // The broadcast did not complete: every receiver holds a partial update.
+      // Nobody serves it; they all rejoin and get a full sync next round.
+      log.error({ error: sent.error }, 'trainer broadcast failed; generators will be re-synced');
+      await Promise.all(alive.map((g) => registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: clock.now() })));
+      this.groupKey = '';
+      result = 'failed';
+    } else {
+      await phase('finish', (admin) => admin.finishWeightUpdate(sentVersion, remaining()));
+      await phase('resume', (admin) => admin.resume(remaining()));
+      await Promise.all(
+        alive.map((g) => registry.update(g.id, { state: 'ready', policyVersion: sentVersion, updatedAtMs: clock.now() })),
+      );
+      if (alive.length > 0) await this.deps.queue.publishPolicyVersion(sentVersion);
+      result = alive.length === 0 ? 'failed' : cutOff.length > 0 ? 'partial' : 'ok';
+    }
+    for (const c of cutOff) {
+      await registry.update(c.id, { state: 'unhealthy', reason: c.reason, updatedAtMs: clock.now() });
+      // Best effort: do not leave a cut-off generator paused forever.
+      this.deps.admin((members.find((m) => m.id === c.id) as GeneratorRecord).url).resume(1000).catch(() => undefined);
+    }
+    if (cutOff.length > 0) this.groupKey = '';
+    phasesMs.total = clock.now() - started;
+    metrics.weightSyncSeconds.observe({ run, phase: 'total' }, phasesMs.total / 1000);
+    metrics.weightSyncs.inc({ run, result });
+    const report: SyncReport = {
+      syncId,
+      policyVersion: sentVersion,
+      generators: alive.map((g) => g.id),
+      cutOff,
+      groupReformed: reformed,
+      phasesMs,
+      result,
+    };
+    this.reports.push(report);
+    if (this.reports.length > 1000) this.reports.shift();
+    log.info({ result, generators: report.generators.length, cutOff: cutOff.length, totalMs: phasesMs.total }, 'weight sync done');
+    return report;
+  }
+
+  /** Tells the trainer to broadcast and waits for its answer (or the deadline). */
+  private sendFromTrainer(version: number, syncId: string, worldSize: number, deadlineMs: number): Promise<WeightsSent> {
+    const trainer = this.deps.sessions.get(this.deps.runId);
+    return new Promise<WeightsSent>((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingSends.delete(syncId);
+        resolve({ policyVersion: version, ok: false, error: `trainer did not finish the broadcast within ${deadlineMs} ms`, seconds: 0, syncId });
+      }, deadlineMs);
+      this.pendingSends.set(syncId, (r) => {
+        clearTimeout(timer);
+        this.pendingSends.delete(syncId);
+        resolve(r);
+      });
+      const sent = this.deps.sessions.send(
+        this.deps.runId,
+        ControlMessage.fromPartial({
+          kind: {
+            $case: 'sendWeights',
+            sendWeights: {
+              policyVersion: version,
+              syncId,
+              masterAddress: trainer?.address ?? '127.0.0.1',
+              masterPort: this.settings.transferPort,
+              worldSize,
+              deadlineMs,
+              groupId: this.groupId,
+            },
+          },
+        }),
+      );
+      if (!sent) {
+        clearTimeout(timer);
+        this.pendingSends.delete(syncId);
+        resolve({ policyVersion: version, ok: false, error: 'no trainer attached', seconds: 0, syncId });
+      }
+    });
+  }
+
+  /** Health checks: cut off generators that stop answering; bring back those that recover. */
+  private async checkHealth(): Promise<void> {
+    const members = await this.deps.registry.list();
+    await Promise.all(
+      members.map(async (g) => {
+        let healthy = true;
+        try {
+          await this.deps.admin(g.url).health(Math.min(2000, this.settings.healthIntervalMs));
+        } catch {
+          healthy = false;
+        }
+        const failures = healthy ? 0 : (this.healthFailures.get(g.id) ?? 0) + 1;
+        this.healthFailures.set(g.id, failures);
+        if (!healthy && failures >= this.settings.unhealthyAfterFailures && g.state !== 'unhealthy') {
+          await this.deps.registry.update(g.id, { state: 'unhealthy', reason: `${failures} failed health checks`, updatedAtMs: this.deps.clock.now() });
+          this.groupKey = '';
+          this.log.warn({ generator: g.id }, 'generator failed its health checks; out of the group');
+        } else if (healthy && g.state === 'unhealthy') {
+          // Its weights are unknown: it must get a full sync before it serves.
+          await this.deps.registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: this.deps.clock.now() });
+          this.log.info({ generator: g.id }, 'generator healthy again; rejoins at the next sync');
+          this.kick?.();
+        }
+      }),
+    );
+    this.observeGenerators(await this.deps.registry.list());
+  }
+
+  private observeGenerators(members: GeneratorRecord[]): void {
+    const run = this.deps.runId;
+    const counts: Record<string, number> = { joining: 0, ready: 0, syncing: 0, unhealthy: 0 };
+    for (const g of members) {
+      counts[g.state] = (counts[g.state] ?? 0) + 1;
+      this.deps.metrics.generatorPolicyVersion.set({ run, generator: g.id }, g.policyVersion);
+    }
+    for (const [state, n] of Object.entries(counts)) this.deps.metrics.generators.set({ run, state }, n);
+  }
+}
