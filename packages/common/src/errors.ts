@@ -46,6 +46,11 @@ export interface TandemErrorOptions {
   cause?: unknown;
   /** The fields that were wrong, for INVALID_ARGUMENT. */
   fieldViolations?: FieldViolation[];
+  /**
+   * A stable, machine-readable reason within the code (e.g.
+   * `STEP_ALREADY_TRAINED`), so callers need not match message text.
+   */
+  reason?: string;
 }
 
 /** The one error type of Tandem. */
@@ -53,11 +58,13 @@ export class TandemError extends Error {
   override readonly name = 'TandemError';
   readonly code: ErrorCode;
   readonly fieldViolations: FieldViolation[];
+  readonly reason: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: TandemErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.fieldViolations = options.fieldViolations ?? [];
+    this.reason = options.reason;
   }
 
   /** Whether a caller may retry the same request. */

@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './validation.js';
 export * from './logger.js';
 export * from './clock.js';
+export * from './parent-watch.js';

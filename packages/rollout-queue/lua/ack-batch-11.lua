@@ -13,6 +13,8 @@
   Returns
     {1, trainerStep, groupsTrained}   acked
     {2, trainerStep, 0}               already acked
+    -1                                run is not open (cancelled / failed)
+    -7                                step s is ahead of the trainer
     -8                                no batch was served for step s
     -10                               a group of the batch was not in state served
 
@@ -23,7 +25,8 @@ local meta = KEYS[1]
 local s = tonumber(ARGV[2])
 local trainerStep = tonumber(redis.call('HGET', meta, 'trainerStep'))
 if s < trainerStep then return {2, trainerStep, 0} end
-if s > trainerStep then return -8 end
+if redis.call('HGET', meta, 'state') ~= 'open' then return -1 end
+if s > trainerStep then return -7 end
 local ids = redis.call('LRANGE', KEYS[11], 0, -1)
 if #ids == 0 then return -8 end
 

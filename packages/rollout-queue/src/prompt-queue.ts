@@ -22,6 +22,11 @@ export interface PromptQueueOptions {
   connection: ConnectionOptions & { url?: string };
 }
 
+/** BullMQ job id of a group (BullMQ refuses custom ids that are integers). */
+export function jobIdOf(groupId: string): string {
+  return `group-${groupId}`;
+}
+
 /** Name of the BullMQ queue of admitted prompts within a run's prefix. */
 export const PROMPT_QUEUE_NAME = 'prompts';
 
@@ -29,7 +34,7 @@ export const PROMPT_QUEUE_NAME = 'prompts';
  * The queue of admitted prompt groups, on BullMQ: rollout workers take jobs
  * with a lock that BullMQ renews, and a job whose worker died is moved back
  * to wait by BullMQ's stalled-job check, so a killed worker loses nothing.
- * The job id is the group id, which makes adding idempotent: re-adding an
+ * The job id is derived from the group id, which makes adding idempotent: re-adding an
  * admitted group after a crash between admission and enqueue is safe.
  */
 export class PromptQueue {
@@ -47,12 +52,12 @@ export class PromptQueue {
 
   /** Enqueues an admitted group (idempotent by group id). */
   async add(job: PromptJob): Promise<void> {
-    await this.queue.add('generate', job, { jobId: job.groupId });
+    await this.queue.add('generate', job, { jobId: jobIdOf(job.groupId) });
   }
 
   /** Whether a job for the group exists in any BullMQ state but completed. */
   async has(groupId: string): Promise<boolean> {
-    const state = await this.queue.getJobState(groupId);
+    const state = await this.queue.getJobState(jobIdOf(groupId));
     return state !== 'unknown' && state !== 'completed' && state !== 'failed';
   }
 

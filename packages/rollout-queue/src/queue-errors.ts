@@ -22,22 +22,23 @@ export function scriptError(code: number, context: { runId: string; step?: numbe
   const { runId, step, groupId } = context;
   switch (code) {
     case ScriptCode.RunNotOpen:
-      return new TandemError(ErrorCode.FailedPrecondition, `run ${runId} is not open (cancelled or failed)`);
+      return new TandemError(ErrorCode.FailedPrecondition, `run ${runId} is not open (cancelled or failed)`, { reason: 'RUN_NOT_OPEN' });
     case ScriptCode.RunComplete:
-      return new TandemError(ErrorCode.FailedPrecondition, `run ${runId} is complete`);
+      return new TandemError(ErrorCode.FailedPrecondition, `run ${runId} is complete`, { reason: 'RUN_COMPLETE' });
     case ScriptCode.UnknownGroup:
       return new TandemError(ErrorCode.NotFound, `group ${groupId} was never admitted to run ${runId}`);
     case ScriptCode.NotInFlight:
-      return new TandemError(ErrorCode.FailedPrecondition, `group ${groupId} of run ${runId} is no longer in flight`);
+      return new TandemError(ErrorCode.FailedPrecondition, `group ${groupId} of run ${runId} is no longer in flight`, { reason: 'GROUP_NOT_IN_FLIGHT' });
     case ScriptCode.AlreadyTrained:
-      return new TandemError(ErrorCode.FailedPrecondition, `step ${step} of run ${runId} was already trained`);
+      return new TandemError(ErrorCode.FailedPrecondition, `step ${step} of run ${runId} was already trained`, { reason: 'STEP_ALREADY_TRAINED' });
     case ScriptCode.StepAhead:
       return new TandemError(
         ErrorCode.FailedPrecondition,
         `step ${step} of run ${runId} is ahead of the trainer: ack the previous step first`,
+        { reason: 'STEP_AHEAD' },
       );
     case ScriptCode.NotServed:
-      return new TandemError(ErrorCode.FailedPrecondition, `no batch was served for step ${step} of run ${runId}`);
+      return new TandemError(ErrorCode.FailedPrecondition, `no batch was served for step ${step} of run ${runId}`, { reason: 'BATCH_NOT_SERVED' });
     case ScriptCode.BadVersions:
       return TandemError.invalid('prompt group', [
         { path: 'minPolicyVersion', message: 'policy versions must be integers with min <= max' },

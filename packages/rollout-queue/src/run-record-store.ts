@@ -74,6 +74,11 @@ export class RunRecordStore {
     await this.redis.hset(this.key(id), fields);
   }
 
+  /** Replaces the stored spec (desired state changes such as scaling). */
+  async updateSpec(id: string, spec: RunSpec): Promise<void> {
+    await this.redis.hset(this.key(id), 'spec', JSON.stringify(spec));
+  }
+
   async delete(id: string): Promise<void> {
     await this.redis.multi().del(this.key(id)).zrem(this.index, id).exec();
   }

@@ -81,7 +81,11 @@ export const AlgorithmSpec = z.strictObject({
   name: z.literal('grpo').default('grpo'),
   /** Completions sampled per prompt (GRPO group size G). @default 8 */
   groupSize: positiveInt.max(1024).default(8),
-  /** Prompt groups in the batch of one optimizer step. @default 16 */
+  /**
+   * Prompt groups in the batch of one optimizer step. At most 4096: the
+   * queue's Lua scripts unpack a batch's ids onto Lua's C stack.
+   * @default 16
+   */
   batchGroups: positiveInt.max(4096).default(16),
   /** Completion length cap. @default 1024 */
   maxTokens: positiveInt.max(131_072).default(1024),
@@ -112,6 +116,62 @@ export const AsyncSpec = z.strictObject({
     .default({ timeoutMs: 120_000 }),
 });
 
+/** The generator pool (vLLM server replicas). */
+export const GeneratorSpec = z.strictObject({
+  /** vLLM servers. Resized while running with `tandem runs scale`. @default 1 */
+  replicas: nonNegativeInt.max(4096).default(1),
+});
+
+/** Rollout workers (stateless; scale with the generator pool). */
+export const RolloutWorkersSpec = z.strictObject({
+  /** @default 1 */
+  replicas: positiveInt.max(1024).default(1),
+  /** Prompt groups each worker processes at once. @default 64 */
+  concurrency: positiveInt.max(10_000).default(64),
+});
+
+/** What to do when a run's process or pod dies. */
+export const FailurePolicySpec = z.strictObject({
+  /** Restarts of one role (generator, trainer, rollout worker) before the run fails. @default 3 */
+  maxRestarts: nonNegativeInt.max(1000).default(3),
+});
+
+/**
+ * Speeds of the simulated generators and trainer, for the local runtime
+ * (`tandem demo`, CI, benchmarks). Everything they report is labelled
+ * simulated. Absent means real generators and a real trainer.
+ */
+export const SimulationSpec = z.strictObject({
+  /** Wall-clock seconds per simulated second (0.01 runs 100× faster). @default 1 */
+  timeScale: z.number().positive().max(1000).default(1),
+  generator: z
+    .strictObject({
+      /** Decode tokens/s of one sequence running alone. @default 60 */
+      peakTokensPerSecondPerSequence: z.number().positive().optional(),
+      /** Concurrency at which per-sequence speed halves. @default 32 */
+      concurrencyKnee: z.number().positive().optional(),
+      /** Median completion length. @default 128 */
+      medianOutputTokens: z.number().positive().optional(),
+      /** Lognormal sigma of completion lengths. @default 0.8 */
+      outputLengthSigma: z.number().min(0).max(5).optional(),
+      /** Bytes of one weight update. @default 1e9 */
+      modelBytes: z.number().positive().optional(),
+      /** Weight-transfer bandwidth. @default 10e9 */
+      bandwidthBytesPerSecond: z.number().positive().optional(),
+    })
+    .default({}),
+  trainer: z
+    .strictObject({
+      /** @default 2000 */
+      stepOverheadMs: z.number().min(0).optional(),
+      /** @default 40 */
+      msPerKiloToken: z.number().min(0).optional(),
+    })
+    .default({}),
+  /** Seed of the simulated generators' sampling. @default 0 */
+  seed: nonNegativeInt.default(0),
+});
+
 /** The whole run spec as accepted by the API. */
 export const RunSpecSchema = z
   .strictObject({
@@ -124,6 +184,10 @@ export const RunSpecSchema = z
     async: AsyncSpec.default(AsyncSpec.parse({})),
     /** Optimizer steps to run. */
     maxSteps: positiveInt.max(10_000_000),
+    generator: GeneratorSpec.default(GeneratorSpec.parse({})),
+    rolloutWorkers: RolloutWorkersSpec.default(RolloutWorkersSpec.parse({})),
+    failurePolicy: FailurePolicySpec.default(FailurePolicySpec.parse({})),
+    simulation: SimulationSpec.optional(),
   })
   .superRefine((spec, ctx) => {
     const capacity = spec.async.queueCapacityGroups;

@@ -1,2 +1,3 @@
 export * from './redis-server.js';
 export * from './free-port.js';
+export * from './service-process.js';

@@ -26,6 +26,12 @@ export const ControlPlaneEnv = z.object({
   TANDEM_TRANSFER_PORT: port.default(29500),
   /** Health-check period of generators. @default 2000 */
   TANDEM_GENERATOR_HEALTH_INTERVAL_MS: z.coerce.number().int().positive().default(2000),
+  /**
+   * Where run workloads go: `local` starts simulated runs' processes as
+   * children (runs without spec.simulation are external either way);
+   * `none` starts nothing. @default local
+   */
+  TANDEM_RUNTIME: z.enum(['local', 'none']).default('local'),
   /** Largest HTTP request body accepted. @default 4194304 */
   TANDEM_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 });
@@ -42,6 +48,7 @@ export interface ControlPlaneConfig {
   maxRequestBytes: number;
   transferPort: number;
   generatorHealthIntervalMs: number;
+  runtime: 'local' | 'none';
 }
 
 /** Parses the environment; throws INVALID_ARGUMENT naming each bad variable. */
@@ -58,5 +65,6 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
     maxRequestBytes: e.TANDEM_MAX_REQUEST_BYTES,
     transferPort: e.TANDEM_TRANSFER_PORT,
     generatorHealthIntervalMs: e.TANDEM_GENERATOR_HEALTH_INTERVAL_MS,
+    runtime: e.TANDEM_RUNTIME,
   };
 }

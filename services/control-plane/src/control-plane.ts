@@ -13,6 +13,8 @@ import { runServiceHandlers } from './api/run-service-grpc.js';
 import { trainerServiceHandlers } from './api/trainer-service-grpc.js';
 import { WeightSyncManager } from './sync/weight-sync-manager.js';
 import type { VllmAdmin } from './sync/vllm-admin-client.js';
+import { LocalRuntime, type LocalScripts } from './runtime/local-runtime.js';
+import type { RunRuntime } from './runtime/run-runtime.js';
 
 /** Injectable collaborators; real ones are made when omitted. */
 export interface ControlPlaneDeps {
@@ -22,6 +24,8 @@ export interface ControlPlaneDeps {
   metrics?: ControlPlaneMetrics;
   /** vLLM admin client factory (tests inject in-process fakes); real HTTP when omitted. */
   vllmAdmin?: (url: string) => VllmAdmin;
+  /** Overrides for the local runtime (tests). */
+  local?: { scripts?: LocalScripts; workerEnv?: Record<string, string> };
 }
 
 /** Addresses the control plane listens on. */
@@ -44,6 +48,8 @@ export class ControlPlane {
   readonly metrics: ControlPlaneMetrics;
   readonly store: RolloutStore;
   readonly syncs: WeightSyncManager;
+  /** The local runtime, when TANDEM_RUNTIME=local. */
+  readonly local: LocalRuntime | undefined;
   private readonly config: ControlPlaneConfig;
   private readonly log: Logger;
   private readonly http: HttpServer;
@@ -56,7 +62,6 @@ export class ControlPlane {
     this.log = deps.log;
     this.store = store;
     this.metrics = deps.metrics ?? new ControlPlaneMetrics();
-    this.runs = new RunManager({ store, metrics: this.metrics, clock, log: deps.log, keyPrefix: config.keyPrefix });
     this.sessions = new TrainerSessions(deps.log);
     this.syncs = new WeightSyncManager({
       store,
@@ -70,6 +75,37 @@ export class ControlPlane {
         transferPort: config.transferPort,
         healthIntervalMs: config.generatorHealthIntervalMs,
         unhealthyAfterFailures: 3,
+      },
+    });
+    this.local =
+      config.runtime === 'local'
+        ? new LocalRuntime({
+            log: deps.log.child({ component: 'local-runtime' }),
+            redisUrl: config.redisUrl,
+            keyPrefix: config.keyPrefix,
+            grpcAddress: () => this.addresses?.grpcAddress ?? `${config.host}:${config.grpcPort}`,
+            registerGenerator: async (runId, id, url) => {
+              await this.syncs.registerGenerator(runId, id, url);
+            },
+            removeGenerator: (runId, id) => this.syncs.removeGenerator(runId, id),
+            failRun: async (runId, message) => {
+              await this.runs.fail(runId, message);
+            },
+            ...(deps.local?.scripts ? { scripts: deps.local.scripts } : {}),
+            ...(deps.local?.workerEnv ? { workerEnv: deps.local.workerEnv } : {}),
+          })
+        : undefined;
+    const runtime: RunRuntime | undefined = this.local;
+    this.runs = new RunManager({
+      store,
+      metrics: this.metrics,
+      clock,
+      log: deps.log,
+      keyPrefix: config.keyPrefix,
+      ...(runtime ? { runtime } : {}),
+      onRunEnded: async (runId, phase, message) => {
+        this.sessions.endRun(runId, phase, message);
+        await this.syncs.stopRun(runId);
       },
     });
     this.broker = new TrainerBroker({
@@ -94,7 +130,13 @@ export class ControlPlane {
     this.grpc.addService(RunServiceService, runServiceHandlers(this.runs));
     this.grpc.addService(
       TrainerServiceService,
-      trainerServiceHandlers({ broker: this.broker, sessions: this.sessions, store, log: deps.log.child({ component: 'trainer-service' }) }),
+      trainerServiceHandlers({
+        broker: this.broker,
+        sessions: this.sessions,
+        store,
+        keyPrefix: config.keyPrefix,
+        log: deps.log.child({ component: 'trainer-service' }),
+      }),
     );
   }
 
@@ -123,9 +165,9 @@ export class ControlPlane {
         err ? reject(err) : resolve(port),
       );
     });
-    const resumed = await this.runs.resumeOpenRuns();
-    await this.syncs.resumeOpenRuns();
     this.addresses = { httpUrl: `http://${host}:${boundPort(this.http)}`, grpcAddress: `${host}:${grpcPort}` };
+    await this.syncs.resumeOpenRuns();
+    const resumed = await this.runs.resumeOpenRuns();
     this.log.info({ ...this.addresses, resumedRuns: resumed }, 'control plane listening');
     return this.addresses;
   }
@@ -135,6 +177,7 @@ export class ControlPlane {
     this.sessions.closeAll();
     await this.syncs.stop();
     await this.runs.stop();
+    await this.local?.stop();
     await new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     this.grpc.forceShutdown();
     await new Promise<void>((resolve) => {

@@ -1,4 +1,4 @@
-import { createLogger } from '@tandem/common';
+import { createLogger, watchParent } from '@tandem/common';
 import { loadConfig } from './config.js';
 import { WorkerProcess } from './worker-process.js';
 
@@ -10,6 +10,7 @@ async function main(): Promise<void> {
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   process.once('SIGTERM', () => stop.abort());
+  watchParent(() => stop.abort());
   const reason = await worker.untilRunEnds(stop.signal);
   log.info({ reason }, 'stopping');
   await worker.stop();

@@ -19,13 +19,14 @@ const GRPC_STATUS: Record<ErrorCode, status> = {
 /**
  * The one place domain errors become gRPC statuses. Field violations travel
  * as JSON in the `tandem-field-violations` trailer, the message names them
- * too. INTERNAL errors do not leak their cause to the caller.
+ * too; a stable reason, when there is one, in `tandem-error-reason`. INTERNAL errors do not leak their cause to the caller.
  */
 export function toGrpcError(err: unknown): Partial<ServiceError> {
   const e = TandemError.from(err);
   const metadata = new Metadata();
   if (e.fieldViolations.length > 0) metadata.set('tandem-field-violations', JSON.stringify(e.fieldViolations));
   metadata.set('tandem-error-code', e.code);
+  if (e.reason) metadata.set('tandem-error-reason', e.reason);
   return {
     code: GRPC_STATUS[e.code],
     details: e.code === ErrorCode.Internal ? 'internal error' : e.message,

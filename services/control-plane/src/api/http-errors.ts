@@ -17,7 +17,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
 
 /** The JSON body of every HTTP error. */
 export interface HttpErrorBody {
-  error: { code: ErrorCode; message: string; fieldViolations: FieldViolation[] };
+  error: { code: ErrorCode; message: string; fieldViolations: FieldViolation[]; reason?: string };
 }
 
 /** The one place domain errors become HTTP statuses and bodies. */
@@ -30,6 +30,7 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
         code: e.code,
         message: e.code === ErrorCode.Internal ? 'internal error' : e.message,
         fieldViolations: e.fieldViolations,
+        ...(e.reason ? { reason: e.reason } : {}),
       },
     },
   };

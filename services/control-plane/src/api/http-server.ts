@@ -28,7 +28,8 @@ const CancelBody = z.strictObject({ reason: z.string().max(1024).optional() });
 const GeneratorBody = z.strictObject({ id: z.string().min(1).max(128), url: z.string().min(1).max(2048) });
 const GENERATORS_PATH = /^\/v1\/runs\/([^/:]+)\/generators(?:\/([^/]+))?$/;
 
-const RUN_PATH = /^\/v1\/runs\/([^/:]+)(?::(cancel|watch))?$/;
+const RUN_PATH = /^\/v1\/runs\/([^/:]+)(?::(cancel|watch|scale))?$/;
+const ScaleBody = z.strictObject({ generators: z.number().int().min(0).max(4096) });
 
 /**
  * The HTTP/JSON API: the RunService operations under /v1/runs (same
@@ -96,6 +97,10 @@ export function createHttpApi(deps: HttpApiDeps): Server {
         return sendJson(res, 200, Run.toJSON(runToProto(await runs.cancel(id, body.reason ?? ''))));
       }
       if (verb === 'watch' && method === 'GET') return watch(id, req, res);
+      if (verb === 'scale' && method === 'POST') {
+        const body = parseOrThrow(ScaleBody, await readJson(req, deps.maxRequestBytes), 'scale request');
+        return sendJson(res, 200, Run.toJSON(runToProto(await runs.scale(id, body.generators))));
+      }
       return methodNotAllowed(method, path);
     }
     throw new TandemError(ErrorCode.NotFound, `no route for ${method} ${path}`);

@@ -25,6 +25,12 @@ export function runServiceHandlers(runs: RunManager): RunServiceServer {
         .then((vs) => callback(null, { runs: vs.map(runToProto) }))
         .catch((err: unknown) => callback(toGrpcError(err)));
     },
+    scaleRun(call, callback) {
+      runs
+        .scale(call.request.runId, call.request.generators)
+        .then((v) => callback(null, runToProto(v)))
+        .catch((err: unknown) => callback(toGrpcError(err)));
+    },
     cancelRun(call, callback) {
       runs
         .cancel(call.request.runId, call.request.reason)

@@ -6,7 +6,7 @@ import {
   type TrainerMessage,
   type TrainerServiceServer,
 } from '@tandem/protocol';
-import type { RolloutStore } from '@tandem/rollout-queue';
+import { RunRecordStore, type RolloutStore } from '@tandem/rollout-queue';
 import type { TrainerBroker } from '../broker/trainer-broker.js';
 import type { TrainerSessions } from '../broker/trainer-sessions.js';
 import { toGrpcError } from './grpc-errors.js';
@@ -16,12 +16,14 @@ export interface TrainerServiceDeps {
   broker: TrainerBroker;
   sessions: TrainerSessions;
   store: RolloutStore;
+  keyPrefix: string;
   log: Logger;
 }
 
 /** gRPC handlers of tandem.v1.TrainerService. Each answers exactly once. */
 export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerServiceServer {
   const { broker, sessions, store, log } = deps;
+  const records = new RunRecordStore(store.redis, deps.keyPrefix);
   return {
     pullBatch(call, callback) {
       const { runId, step, waitMs } = call.request;
@@ -62,62 +64,69 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
 
     attach(call: ServerDuplexStream<TrainerMessage, ControlMessage>) {
       let runId = '';
+      let registered = false;
+      // Messages that arrive while hello is still being checked are kept
+      // and handled, in order, once the session exists.
+      const early: TrainerMessage[] = [];
       const fail = (err: unknown): void => {
         call.emit('error', toGrpcError(err));
+      };
+      const handle = (msg: TrainerMessage): void => {
+        const kind = msg.kind;
+        if (kind?.$case === 'weightsReady') {
+          sessions.weightsReady(runId, kind.weightsReady.policyVersion, kind.weightsReady.updateInfoJson);
+        } else if (kind?.$case === 'weightsSent') sessions.weightsSent(runId, kind.weightsSent);
       };
       call.on('data', (msg: TrainerMessage) => {
         const kind = msg.kind;
         if (!kind) return;
-        if (kind.$case === 'hello') {
-          const hello = kind.hello;
-          store
-            .forRun(hello.runId)
-            .snapshot()
-            .then((snap) => {
-              runId = hello.runId;
-              sessions.register({
-                runId,
-                trainerId: hello.trainerId,
-                simulated: hello.simulated,
-                weightsReadyVersion: hello.policyVersion,
-                address: peerHost(call.getPeer()),
-                stream: call,
-              });
-              call.write(
-                ControlMessage.fromPartial({
-                  kind: {
-                    $case: 'welcome',
-                    welcome: {
-                      runId,
-                      nextStep: snap.trainerStep,
-                      maxSteps: snap.settings.maxSteps,
-                      maxTrajectoryAgeSteps: snap.settings.maxTrajectoryAgeSteps,
-                      batchGroups: snap.settings.batchGroups,
-                      groupSize: 0,
-                    },
+        if (kind.$case !== 'hello') {
+          if (!runId) fail(TandemError.invalid('attach stream', [{ path: 'hello', message: 'the first message must be hello' }]));
+          else if (!registered) early.push(msg);
+          else handle(msg);
+          return;
+        }
+        if (runId) return; // a second hello on the same stream is ignored
+        const hello = kind.hello;
+        runId = hello.runId;
+        Promise.all([store.forRun(hello.runId).snapshot(), records.get(hello.runId)])
+          .then(([snap, record]) => {
+            sessions.register({
+              runId,
+              trainerId: hello.trainerId,
+              simulated: hello.simulated,
+              weightsReadyVersion: hello.policyVersion,
+              address: peerHost(call.getPeer()),
+              stream: call,
+            });
+            registered = true;
+            call.write(
+              ControlMessage.fromPartial({
+                kind: {
+                  $case: 'welcome',
+                  welcome: {
+                    runId,
+                    nextStep: snap.trainerStep,
+                    maxSteps: snap.settings.maxSteps,
+                    maxTrajectoryAgeSteps: snap.settings.maxTrajectoryAgeSteps,
+                    batchGroups: snap.settings.batchGroups,
+                    groupSize: record?.spec.algorithm.groupSize ?? 0,
                   },
-                }),
-              );
-            })
-            .catch(fail);
-          return;
-        }
-        if (!runId) {
-          fail(TandemError.invalid('attach stream', [{ path: 'hello', message: 'the first message must be hello' }]));
-          return;
-        }
-        if (kind.$case === 'weightsReady') {
-          sessions.weightsReady(runId, kind.weightsReady.policyVersion, kind.weightsReady.updateInfoJson);
-        }
-        else if (kind.$case === 'weightsSent') sessions.weightsSent(runId, kind.weightsSent);
+                },
+              }),
+            );
+            for (const m of early.splice(0)) handle(m);
+            if (snap.state !== 'open') sessions.endRun(runId, snap.state === 'complete' ? 'Succeeded' : snap.state, 'the run has ended');
+          })
+          .catch(fail);
       });
       call.on('end', () => {
-        if (runId) sessions.unregister(runId, call);
+        if (registered) sessions.unregister(runId, call);
         call.end();
       });
       call.on('error', (err) => {
         log.debug({ err, runId }, 'attach stream error');
-        if (runId) sessions.unregister(runId, call);
+        if (registered) sessions.unregister(runId, call);
       });
     },
   };

@@ -32,6 +32,9 @@ export interface TrainerBrokerDeps {
 export class TrainerBroker {
   private readonly deps: TrainerBrokerDeps;
   private readonly knownRuns = new Set<string>();
+  /** When each run's trainer started its current wait, if it is waiting. */
+  private readonly waitingSince = new Map<string, number>();
+  private readonly waitedMs = new Map<string, number>();
 
   constructor(deps: TrainerBrokerDeps) {
     this.deps = deps;
@@ -43,10 +46,17 @@ export class TrainerBroker {
     await this.assertRun(runId);
     const queue = this.deps.store.forRun(runId);
     const started = this.deps.clock.now();
-    const attempt = await queue.serveBatch(step, {
-      timeoutMs: Math.min(Math.max(0, waitMs), this.deps.maxPullWaitMs),
-      ...(signal ? { signal } : {}),
-    });
+    this.waitingSince.set(runId, started);
+    let attempt;
+    try {
+      attempt = await queue.serveBatch(step, {
+        timeoutMs: Math.min(Math.max(0, waitMs), this.deps.maxPullWaitMs),
+        ...(signal ? { signal } : {}),
+      });
+    } finally {
+      this.waitingSince.delete(runId);
+      this.waitedMs.set(runId, (this.waitedMs.get(runId) ?? 0) + (this.deps.clock.now() - started));
+    }
     const run = runId;
     const waited = (this.deps.clock.now() - started) / 1000;
     if (attempt.kind === 'ended') {
@@ -64,6 +74,17 @@ export class TrainerBroker {
     }
     this.deps.log.debug({ runId, step, groups: batch.groupIds.length, reserved: batch.reserved }, 'batch served');
     return { state: 'ready', batch };
+  }
+
+  /**
+   * Seconds the run's trainer has spent waiting in PullBatch, including a
+   * wait in progress (a live figure for progress displays; the
+   * tandem_trainer_wait_seconds_total counter moves when a pull returns).
+   */
+  trainerWaitSeconds(runId: string): number {
+    const since = this.waitingSince.get(runId);
+    const live = since === undefined ? 0 : this.deps.clock.now() - since;
+    return ((this.waitedMs.get(runId) ?? 0) + live) / 1000;
   }
 
   /** Records the batch of `step` as trained. */

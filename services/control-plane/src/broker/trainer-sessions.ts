@@ -1,10 +1,12 @@
-import type { Logger } from '@tandem/common';
-import type { ControlMessage, TrainerMessage } from '@tandem/protocol';
+import { ErrorCode, TandemError, type Logger } from '@tandem/common';
+import { ControlMessage, type TrainerMessage } from '@tandem/protocol';
+import { toGrpcError } from '../api/grpc-errors.js';
 
 /** The write side of one trainer's Attach stream. */
 export interface TrainerStream {
   write(message: ControlMessage): unknown;
   end(): void;
+  emit(event: 'error', err: unknown): unknown;
 }
 
 /** One attached trainer. */
@@ -48,7 +50,16 @@ export class TrainerSessions {
     const previous = this.sessions.get(session.runId);
     if (previous && previous.stream !== session.stream) {
       this.log.warn({ runId: session.runId, old: previous.trainerId, new: session.trainerId }, 'trainer re-attached; old session replaced');
-      previous.stream.end();
+      // ABORTED, not OK: a live trainer that was replaced must not take it
+      // for a shutdown and reconnect (which would knock the new one off).
+      previous.stream.emit(
+        'error',
+        toGrpcError(
+          new TandemError(ErrorCode.Aborted, `trainer ${session.trainerId} attached to run ${session.runId} and replaced ${previous.trainerId}`, {
+            reason: 'TRAINER_REPLACED',
+          }),
+        ),
+      );
     }
     this.sessions.set(session.runId, session);
     for (const l of this.listeners) l.onAttached?.(session.runId);
@@ -83,6 +94,15 @@ export class TrainerSessions {
 
   weightsSent(runId: string, result: Extract<TrainerMessage['kind'], { $case: 'weightsSent' }>['weightsSent']): void {
     for (const l of this.listeners) l.onWeightsSent?.(runId, result);
+  }
+
+  /** Tells the run's trainer that the run ended, and closes its stream. */
+  endRun(runId: string, phase: string, message: string): void {
+    const session = this.sessions.get(runId);
+    if (!session) return;
+    session.stream.write(ControlMessage.fromPartial({ kind: { $case: 'runEnded', runEnded: { phase, message } } }));
+    session.stream.end();
+    this.sessions.delete(runId);
   }
 
   /** Ends every stream (shutdown). */

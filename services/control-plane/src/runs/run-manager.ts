@@ -6,6 +6,7 @@ import { Admitter } from './admitter.js';
 import { promptSourceFor } from './prompt-source.js';
 import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from '@tandem/rollout-queue';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
+import type { RunRuntime } from '../runtime/run-runtime.js';
 
 /** A run as the API shows it. */
 export interface RunView {
@@ -24,6 +25,10 @@ export interface RunStatusView {
   ledger: QueueSnapshot['ledger'];
   queueDepth: number;
   inFlight: number;
+  generators: { desired: number; joining: number; ready: number; syncing: number; unhealthy: number };
+  /** Oldest / newest version held by a serving generator (−1 when none serves). */
+  minGeneratorVersion: number;
+  maxGeneratorVersion: number;
   createdAt: string;
   updatedAt: string;
   finishedAt: string;
@@ -36,6 +41,10 @@ export interface RunManagerDeps {
   clock: Clock;
   log: Logger;
   keyPrefix: string;
+  /** Starts workloads; none means everything is external. */
+  runtime?: RunRuntime;
+  /** Called once when a run reaches a terminal phase (stop its weight sync). */
+  onRunEnded?: (runId: string, phase: RunPhase, message: string) => Promise<void>;
 }
 
 /** A submit request, as both API surfaces deliver it. */
@@ -85,7 +94,44 @@ export class RunManager {
     });
     this.log.info({ runId: id, maxSteps: spec.maxSteps, k: spec.async.maxTrajectoryAgeSteps }, 'run accepted');
     this.startAdmitter(record);
+    await this.startWorkloads(record);
     return this.get(id);
+  }
+
+  /** Ends a run as failed: everything open is cancelled in the ledger. */
+  async fail(id: string, message: string): Promise<RunView> {
+    const record = await this.records.get(id);
+    if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
+    if (TERMINAL_PHASES.has(record.phase)) return this.view(record);
+    await this.deps.store.forRun(id).close('failed');
+    const now = new Date(this.deps.clock.now()).toISOString();
+    await this.records.update(id, { phase: 'Failed', message, updatedAt: now, finishedAt: now });
+    this.log.error({ runId: id, reason: message }, 'run failed');
+    return this.get(id);
+  }
+
+  /** Resizes the generator pool of a running run. */
+  async scale(id: string, generators: number): Promise<RunView> {
+    if (!Number.isInteger(generators) || generators < 0 || generators > 4096) {
+      throw TandemError.invalid('scale request', [{ path: 'generators', message: 'must be an integer from 0 to 4096' }]);
+    }
+    const record = await this.records.get(id);
+    if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
+    if (TERMINAL_PHASES.has(record.phase)) throw new TandemError(ErrorCode.FailedPrecondition, `run ${id} has ended (${record.phase})`);
+    const spec = { ...record.spec, generator: { ...record.spec.generator, replicas: generators } };
+    await this.records.updateSpec(id, spec);
+    if (record.spec.simulation && this.deps.runtime) await this.deps.runtime.scaleGenerators(id, generators);
+    this.log.info({ runId: id, generators }, 'generator pool resized');
+    return this.get(id);
+  }
+
+  private async startWorkloads(record: RunRecord): Promise<void> {
+    if (!this.deps.runtime) return;
+    try {
+      await this.deps.runtime.startRun(record);
+    } catch (err) {
+      await this.fail(record.id, `workloads could not start: ${TandemError.from(err).message}`);
+    }
   }
 
   async get(id: string): Promise<RunView> {
@@ -108,9 +154,8 @@ export class RunManager {
     const cancelled = await this.deps.store.forRun(id).close('cancelled');
     const now = new Date(this.deps.clock.now()).toISOString();
     await this.records.update(id, { phase: 'Cancelled', message: reason || 'cancelled by request', updatedAt: now, finishedAt: now });
-    await this.admitters.get(id)?.stop();
-    this.admitters.delete(id);
     this.log.info({ runId: id, groupsCancelled: cancelled, reason }, 'run cancelled');
+    // The admitter sees the closed queue and ends, which stops the workloads.
     return this.get(id);
   }
 
@@ -142,6 +187,7 @@ export class RunManager {
       const record = await this.records.get(id);
       if (!record || TERMINAL_PHASES.has(record.phase)) continue;
       this.startAdmitter(record);
+      await this.startWorkloads(record);
       resumed++;
     }
     return resumed;
@@ -169,14 +215,32 @@ export class RunManager {
       log: this.deps.log.child({ component: 'admitter', runId: record.id }),
     });
     this.admitters.set(record.id, admitter);
-    admitter.start().catch((err: unknown) => this.log.error({ err, runId: record.id }, 'admitter crashed'));
+    admitter
+      .start()
+      .then(() => this.runEnded(record.id))
+      .catch((err: unknown) => this.log.error({ err, runId: record.id }, 'admitter crashed'));
+  }
+
+  /** Admission ends only when the run does: stop its workloads and weight sync. */
+  private async runEnded(id: string): Promise<void> {
+    if (!this.admitters.has(id)) return; // stopped with the control plane, not ended
+    this.admitters.delete(id);
+    const view = await this.get(id).catch(() => undefined);
+    this.log.info({ runId: id, phase: view?.status.phase, ledger: view?.status.ledger }, 'run ended');
+    await this.deps.onRunEnded?.(id, view?.status.phase ?? 'Succeeded', view?.status.message ?? '').catch((err: unknown) => this.log.warn({ err, runId: id }, 'weight sync stop failed'));
+    await this.deps.runtime?.stopRun(id).catch((err: unknown) => this.log.warn({ err, runId: id }, 'stopping workloads failed'));
   }
 
   private async view(record: RunRecord): Promise<RunView> {
     const queue = this.deps.store.forRun(record.id);
-    const [snap, stats] = await Promise.all([queue.snapshot(), this.deps.store.redis.hgetall(`${queue.keys.bullPrefix}:stats`)]);
+    const [snap, stats, gens] = await Promise.all([
+      queue.snapshot(),
+      this.deps.store.redis.hgetall(`${queue.keys.bullPrefix}:stats`),
+      this.deps.store.generators(record.id).list(),
+    ]);
     this.deps.metrics.observeSnapshot(record.id, snap);
     this.deps.metrics.observeGenerationStats(record.id, stats);
+    const serving = gens.filter((g) => g.state === 'ready' || g.state === 'syncing').map((g) => g.policyVersion);
     let { phase, finishedAt, updatedAt, message } = record;
     if (!TERMINAL_PHASES.has(phase)) {
       const derived = derivePhase(snap);
@@ -200,6 +264,15 @@ export class RunManager {
         ledger: snap.ledger,
         queueDepth: snap.queueDepth,
         inFlight: snap.inFlight,
+        generators: {
+          desired: record.spec.generator.replicas,
+          joining: gens.filter((g) => g.state === 'joining').length,
+          ready: gens.filter((g) => g.state === 'ready').length,
+          syncing: gens.filter((g) => g.state === 'syncing').length,
+          unhealthy: gens.filter((g) => g.state === 'unhealthy').length,
+        },
+        minGeneratorVersion: serving.length ? Math.min(...serving) : -1,
+        maxGeneratorVersion: serving.length ? Math.max(...serving) : -1,
         createdAt: record.createdAt,
         updatedAt,
         finishedAt,

@@ -66,6 +66,12 @@ export interface BatchEngineStats {
   generatedTokens: number;
   /** Aggregate decode tokens/s (simulated) at the current batch size. */
   decodeTokensPerSecond: number;
+  /**
+   * Wall-clock seconds during which at least one sequence was prefilling or
+   * decoding (time paused for a weight update is not busy): the generator's
+   * utilisation numerator, like vLLM's `num_requests_running > 0`.
+   */
+  busySeconds: number;
 }
 
 interface Sequence {
@@ -86,6 +92,14 @@ interface Sequence {
 /** Below this, a remainder of tokens or seconds is rounding noise. */
 const EPS = 1e-9;
 
+/**
+ * Events due sooner than this many clock ms are processed at once rather
+ * than timed: an epoch-ms clock near 1.7e12 cannot represent smaller steps
+ * (double precision is ~2e-4 ms there), so a timer that short would fire at
+ * the same `now` forever. The time distortion is at most 1 µs per event.
+ */
+const MIN_TIMER_MS = 1e-3;
+
 /** The continuous-batching engine of one simulated replica. */
 export class BatchEngine {
   private readonly seqs = new Map<number, Sequence>();
@@ -97,6 +111,7 @@ export class BatchEngine {
   private completed = 0;
   private aborted = 0;
   private tokens = 0;
+  private busyMs = 0;
   private readonly log: Logger;
 
   constructor(
@@ -135,9 +150,11 @@ export class BatchEngine {
    */
   transition<T>(change: () => T): T {
     this.sync();
-    const out = change();
-    this.reschedule();
-    return out;
+    try {
+      return change();
+    } finally {
+      this.reschedule();
+    }
   }
 
   /** Ends one sequence early (client went away) with finish reason `abort`. */
@@ -182,6 +199,7 @@ export class BatchEngine {
       abortedSequences: this.aborted,
       generatedTokens: this.tokens,
       decodeTokensPerSecond: aggregateDecodeTokensPerSecond(decoding, this.options.throughput),
+      busySeconds: this.busyMs / 1000,
     };
   }
 
@@ -206,6 +224,9 @@ export class BatchEngine {
       this.lastMs = Math.max(now, this.lastMs ?? now);
       return;
     }
+    // sync() runs at every event, so the running set is constant enough
+    // over one interval to attribute it as busy or idle.
+    if (this.runningCount() > 0 && this.deps.gate() !== 'closed') this.busyMs += now - this.lastMs;
     let remainingS = (now - this.lastMs) / 1000 / this.options.timeScale;
     this.lastMs = now;
     // Each pass runs until the next event inside the interval, so the batch
@@ -221,7 +242,20 @@ export class BatchEngine {
       this.apply(step, rate);
       remainingS -= step;
     }
-    if (this.deps.gate() === 'open') this.admit();
+    this.processDueEvents();
+  }
+
+  /** Processes events closer than {@link MIN_TIMER_MS} without waiting for the clock. */
+  private processDueEvents(): void {
+    // Bounded: each pass ends a prefill or a sequence, or returns.
+    for (;;) {
+      const gate = this.deps.gate();
+      if (gate === 'closed') return;
+      if (gate === 'open') this.admit();
+      const { stepS, rate } = this.nextEvent();
+      if (stepS === Infinity || stepS * 1000 * this.options.timeScale >= MIN_TIMER_MS) return;
+      this.apply(stepS, rate);
+    }
   }
 
   /** Moves waiting sequences into free slots, oldest first. */
@@ -307,9 +341,8 @@ export class BatchEngine {
     if (this.runningCount() === 0 && this.idleWaiters.length > 0) {
       for (const w of this.idleWaiters.splice(0)) w();
     }
-    const gate = this.deps.gate();
-    if (gate === 'closed' || this.seqs.size === 0) return;
-    if (gate === 'open') this.admit();
+    this.processDueEvents();
+    if (this.deps.gate() === 'closed' || this.seqs.size === 0) return;
     const { stepS } = this.nextEvent();
     if (stepS === Infinity) return;
     const ms = Math.max(0, stepS * 1000 * this.options.timeScale);

@@ -63,7 +63,7 @@ export function decode(ids: readonly number[]): string {
 /** One chat message as `/tokenize` accepts it (content as a string or text parts). */
 export interface ChatMessage {
   role: string;
-  content: string | ReadonlyArray<{ type: string; text?: string | undefined }> | null | undefined;
+  content?: string | ReadonlyArray<{ type: string; text?: string | undefined }> | null | undefined;
 }
 
 /** Renders messages through the simulator's fixed chat template. */

@@ -26,6 +26,11 @@ export const protobufPackage = "tandem.v1";
 
 export const protobufFileName = "tandem/v1/run_service.proto";
 
+export interface ScaleRunRequest {
+  runId: string;
+  generators: number;
+}
+
 export interface SubmitRunRequest {
   /**
    * The run spec, as the JSON object documented in docs/api.md. Kept as a
@@ -83,6 +88,21 @@ export interface RunStatus {
   createdAt: string;
   updatedAt: string;
   finishedAt: string;
+  /** Generators by membership state. */
+  generators:
+    | GeneratorCounts
+    | undefined;
+  /** Oldest and newest policy version held by a serving generator. */
+  minGeneratorVersion: number;
+  maxGeneratorVersion: number;
+}
+
+export interface GeneratorCounts {
+  desired: number;
+  joining: number;
+  ready: number;
+  syncing: number;
+  unhealthy: number;
 }
 
 /**
@@ -108,6 +128,95 @@ export interface RunEvent {
   type: string;
   status: RunStatus | undefined;
 }
+
+function createBaseScaleRunRequest(): ScaleRunRequest {
+  return { runId: "", generators: 0 };
+}
+
+export const ScaleRunRequest: MessageFns<ScaleRunRequest> = {
+  encode(message: ScaleRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.generators !== 0) {
+      writer.uint32(16).uint32(message.generators);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScaleRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScaleRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.generators = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScaleRunRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      generators: isSet(object.generators) ? globalThis.Number(object.generators) : 0,
+    };
+  },
+
+  toJSON(message: ScaleRunRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.generators !== 0) {
+      obj.generators = Math.round(message.generators);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ScaleRunRequest>): ScaleRunRequest {
+    return ScaleRunRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ScaleRunRequest>): ScaleRunRequest {
+    const message = createBaseScaleRunRequest();
+    message.runId = object.runId ?? "";
+    message.generators = object.generators ?? 0;
+    return message;
+  },
+};
 
 function createBaseSubmitRunRequest(): SubmitRunRequest {
   return { spec: undefined, runId: "" };
@@ -668,6 +777,9 @@ function createBaseRunStatus(): RunStatus {
     createdAt: "",
     updatedAt: "",
     finishedAt: "",
+    generators: undefined,
+    minGeneratorVersion: 0,
+    maxGeneratorVersion: 0,
   };
 }
 
@@ -705,6 +817,15 @@ export const RunStatus: MessageFns<RunStatus> = {
     }
     if (message.finishedAt !== "") {
       writer.uint32(90).string(message.finishedAt);
+    }
+    if (message.generators !== undefined) {
+      GeneratorCounts.encode(message.generators, writer.uint32(98).fork()).join();
+    }
+    if (message.minGeneratorVersion !== 0) {
+      writer.uint32(104).int64(message.minGeneratorVersion);
+    }
+    if (message.maxGeneratorVersion !== 0) {
+      writer.uint32(112).int64(message.maxGeneratorVersion);
     }
     return writer;
   },
@@ -810,6 +931,30 @@ export const RunStatus: MessageFns<RunStatus> = {
             message.finishedAt = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.generators = GeneratorCounts.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.minGeneratorVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.maxGeneratorVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -867,6 +1012,17 @@ export const RunStatus: MessageFns<RunStatus> = {
         : isSet(object.finished_at)
         ? globalThis.String(object.finished_at)
         : "",
+      generators: isSet(object.generators) ? GeneratorCounts.fromJSON(object.generators) : undefined,
+      minGeneratorVersion: isSet(object.minGeneratorVersion)
+        ? globalThis.Number(object.minGeneratorVersion)
+        : isSet(object.min_generator_version)
+        ? globalThis.Number(object.min_generator_version)
+        : 0,
+      maxGeneratorVersion: isSet(object.maxGeneratorVersion)
+        ? globalThis.Number(object.maxGeneratorVersion)
+        : isSet(object.max_generator_version)
+        ? globalThis.Number(object.max_generator_version)
+        : 0,
     };
   },
 
@@ -905,6 +1061,15 @@ export const RunStatus: MessageFns<RunStatus> = {
     if (message.finishedAt !== "") {
       obj.finishedAt = message.finishedAt;
     }
+    if (message.generators !== undefined) {
+      obj.generators = GeneratorCounts.toJSON(message.generators);
+    }
+    if (message.minGeneratorVersion !== 0) {
+      obj.minGeneratorVersion = Math.round(message.minGeneratorVersion);
+    }
+    if (message.maxGeneratorVersion !== 0) {
+      obj.maxGeneratorVersion = Math.round(message.maxGeneratorVersion);
+    }
     return obj;
   },
 
@@ -926,6 +1091,144 @@ export const RunStatus: MessageFns<RunStatus> = {
     message.createdAt = object.createdAt ?? "";
     message.updatedAt = object.updatedAt ?? "";
     message.finishedAt = object.finishedAt ?? "";
+    message.generators = (object.generators !== undefined && object.generators !== null)
+      ? GeneratorCounts.fromPartial(object.generators)
+      : undefined;
+    message.minGeneratorVersion = object.minGeneratorVersion ?? 0;
+    message.maxGeneratorVersion = object.maxGeneratorVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseGeneratorCounts(): GeneratorCounts {
+  return { desired: 0, joining: 0, ready: 0, syncing: 0, unhealthy: 0 };
+}
+
+export const GeneratorCounts: MessageFns<GeneratorCounts> = {
+  encode(message: GeneratorCounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.desired !== 0) {
+      writer.uint32(8).uint32(message.desired);
+    }
+    if (message.joining !== 0) {
+      writer.uint32(16).uint32(message.joining);
+    }
+    if (message.ready !== 0) {
+      writer.uint32(24).uint32(message.ready);
+    }
+    if (message.syncing !== 0) {
+      writer.uint32(32).uint32(message.syncing);
+    }
+    if (message.unhealthy !== 0) {
+      writer.uint32(40).uint32(message.unhealthy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GeneratorCounts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGeneratorCounts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.desired = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.joining = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ready = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.syncing = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.unhealthy = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GeneratorCounts {
+    return {
+      desired: isSet(object.desired) ? globalThis.Number(object.desired) : 0,
+      joining: isSet(object.joining) ? globalThis.Number(object.joining) : 0,
+      ready: isSet(object.ready) ? globalThis.Number(object.ready) : 0,
+      syncing: isSet(object.syncing) ? globalThis.Number(object.syncing) : 0,
+      unhealthy: isSet(object.unhealthy) ? globalThis.Number(object.unhealthy) : 0,
+    };
+  },
+
+  toJSON(message: GeneratorCounts): unknown {
+    const obj: any = {};
+    if (message.desired !== 0) {
+      obj.desired = Math.round(message.desired);
+    }
+    if (message.joining !== 0) {
+      obj.joining = Math.round(message.joining);
+    }
+    if (message.ready !== 0) {
+      obj.ready = Math.round(message.ready);
+    }
+    if (message.syncing !== 0) {
+      obj.syncing = Math.round(message.syncing);
+    }
+    if (message.unhealthy !== 0) {
+      obj.unhealthy = Math.round(message.unhealthy);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GeneratorCounts>): GeneratorCounts {
+    return GeneratorCounts.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GeneratorCounts>): GeneratorCounts {
+    const message = createBaseGeneratorCounts();
+    message.desired = object.desired ?? 0;
+    message.joining = object.joining ?? 0;
+    message.ready = object.ready ?? 0;
+    message.syncing = object.syncing ?? 0;
+    message.unhealthy = object.unhealthy ?? 0;
     return message;
   },
 };
@@ -1273,6 +1576,20 @@ export const RunServiceService = {
     responseSerialize: (value: RunEvent): Buffer => Buffer.from(RunEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): RunEvent => RunEvent.decode(value),
   },
+  /**
+   * Grows or shrinks the generator pool of a running run. New generators
+   * join the weight group at the next sync boundary and get a full sync
+   * before they serve; removed ones hand their in-flight requests back.
+   */
+  scaleRun: {
+    path: "/tandem.v1.RunService/ScaleRun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ScaleRunRequest): Buffer => Buffer.from(ScaleRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScaleRunRequest => ScaleRunRequest.decode(value),
+    responseSerialize: (value: Run): Buffer => Buffer.from(Run.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Run => Run.decode(value),
+  },
 } as const;
 
 export interface RunServiceServer extends UntypedServiceImplementation {
@@ -1288,6 +1605,12 @@ export interface RunServiceServer extends UntypedServiceImplementation {
   cancelRun: handleUnaryCall<CancelRunRequest, Run>;
   /** Streams progress until the run reaches a terminal phase. */
   watchRun: handleServerStreamingCall<WatchRunRequest, RunEvent>;
+  /**
+   * Grows or shrinks the generator pool of a running run. New generators
+   * join the weight group at the next sync boundary and get a full sync
+   * before they serve; removed ones hand their in-flight requests back.
+   */
+  scaleRun: handleUnaryCall<ScaleRunRequest, Run>;
 }
 
 export interface RunServiceClient extends Client {
@@ -1355,6 +1678,23 @@ export interface RunServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<RunEvent>;
+  /**
+   * Grows or shrinks the generator pool of a running run. New generators
+   * join the weight group at the next sync boundary and get a full sync
+   * before they serve; removed ones hand their in-flight requests back.
+   */
+  scaleRun(request: ScaleRunRequest, callback: (error: ServiceError | null, response: Run) => void): ClientUnaryCall;
+  scaleRun(
+    request: ScaleRunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Run) => void,
+  ): ClientUnaryCall;
+  scaleRun(
+    request: ScaleRunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Run) => void,
+  ): ClientUnaryCall;
 }
 
 export const RunServiceClient = makeGenericClientConstructor(RunServiceService, "tandem.v1.RunService") as unknown as {

@@ -1,0 +1,175 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { stringify, parse as parseYaml } from 'yaml';
+import { ErrorCode, TandemError } from '@tandem/common';
+import { UsageError, intOption } from './options.js';
+
+export const RUNS_USAGE = `usage: tandem runs <command> [--server URL] [-o table|json|yaml]
+
+  submit -f FILE [--id ID]     submit a run spec (YAML or JSON)
+  list                         list runs
+  get ID                       show one run
+  cancel ID [--reason TEXT]    cancel a run
+  watch ID                     stream a run's progress until it ends
+  scale ID --generators N      resize a running run's generator pool
+
+  --server URL   control plane HTTP API (default $TANDEM_SERVER or http://127.0.0.1:8080)
+  -o FORMAT      table (default), json or yaml`;
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON, shape documented in docs/api.md
+
+/** `tandem runs ...`. Returns the exit code. */
+export async function runsCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      server: { type: 'string', default: process.env.TANDEM_SERVER ?? 'http://127.0.0.1:8080' },
+      output: { type: 'string', short: 'o', default: 'table' },
+      file: { type: 'string', short: 'f' },
+      id: { type: 'string' },
+      reason: { type: 'string' },
+      generators: { type: 'string' },
+    },
+    strict: true,
+  });
+  const server = (values.server ?? '').replace(/\/+$/, '');
+  const output = values.output ?? 'table';
+  if (!['table', 'json', 'yaml'].includes(output)) throw new UsageError(`-o must be table, json or yaml, got ${output}`);
+  const id = positionals[0];
+  const needId = (): string => {
+    if (!id) throw new UsageError(`tandem runs ${sub} needs a run id`);
+    return id;
+  };
+  const print = (value: Json | Json[]): void => {
+    if (output === 'json') process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    else if (output === 'yaml') process.stdout.write(stringify(value));
+    else process.stdout.write(table(Array.isArray(value) ? value : [value]));
+  };
+  switch (sub) {
+    case 'submit': {
+      if (!values.file) throw new UsageError('tandem runs submit needs -f FILE');
+      const text = await readFile(values.file, 'utf8').catch((err: unknown) => {
+        throw new TandemError(ErrorCode.InvalidArgument, `cannot read ${values.file}: ${(err as Error).message}`);
+      });
+      let doc: unknown;
+      try {
+        doc = parseYaml(text);
+      } catch (err) {
+        throw new TandemError(ErrorCode.InvalidArgument, `${values.file} is not valid YAML or JSON: ${(err as Error).message}`);
+      }
+      // Accept a bare spec, {spec: ...}, or an RLRun manifest (its spec).
+      const obj = (doc ?? {}) as Json;
+      const spec = obj.kind === 'RLRun' || obj.spec !== undefined ? obj.spec : obj;
+      const runId = values.id ?? obj.metadata?.name;
+      print(await api(server, 'POST', '/v1/runs', { spec, ...(runId ? { runId } : {}) }));
+      return 0;
+    }
+    case 'list':
+      print(((await api(server, 'GET', '/v1/runs')).runs ?? []) as Json[]);
+      return 0;
+    case 'get':
+      print(await api(server, 'GET', `/v1/runs/${encodeURIComponent(needId())}`));
+      return 0;
+    case 'cancel':
+      print(await api(server, 'POST', `/v1/runs/${encodeURIComponent(needId())}:cancel`, values.reason ? { reason: values.reason } : {}));
+      return 0;
+    case 'scale': {
+      const generators = intOption('--generators', values.generators, 0, 4096);
+      print(await api(server, 'POST', `/v1/runs/${encodeURIComponent(needId())}:scale`, { generators }));
+      return 0;
+    }
+    case 'watch':
+      return watch(server, needId(), output);
+    default:
+      throw new UsageError(sub ? `unknown command: tandem runs ${sub}` : 'tandem runs needs a command');
+  }
+}
+
+async function api(server: string, method: string, path: string, body?: unknown): Promise<Json> {
+  let res: Response;
+  try {
+    res = await fetch(`${server}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (err) {
+    throw new TandemError(ErrorCode.Unavailable, `cannot reach the control plane at ${server}: ${(err as Error).message} (is 'tandem up' running? see --server)`);
+  }
+  const text = await res.text();
+  let json: Json;
+  try {
+    json = JSON.parse(text) as Json;
+  } catch {
+    throw new TandemError(ErrorCode.Internal, `${server} answered ${res.status} with a body that is not JSON`);
+  }
+  if (!res.ok) {
+    const e = json.error ?? {};
+    throw new TandemError((e.code as ErrorCode) ?? ErrorCode.Internal, String(e.message ?? `HTTP ${res.status}`));
+  }
+  return json;
+}
+
+async function watch(server: string, id: string, output: string): Promise<number> {
+  const res = await fetch(`${server}/v1/runs/${encodeURIComponent(id)}:watch`).catch((err: unknown) => {
+    throw new TandemError(ErrorCode.Unavailable, `cannot reach the control plane at ${server}: ${(err as Error).message}`);
+  });
+  if (!res.ok || !res.body) {
+    const body = (await res.json().catch(() => ({}))) as Json;
+    throw new TandemError((body.error?.code as ErrorCode) ?? ErrorCode.Internal, String(body.error?.message ?? `HTTP ${res.status}`));
+  }
+  const decoder = new TextDecoder();
+  let buffered = '';
+  let phase = '';
+  for await (const chunk of res.body) {
+    buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (!line.trim()) continue;
+      const event = JSON.parse(line) as Json;
+      const s = event.status ?? {};
+      phase = s.phase ?? phase;
+      if (output === 'json') process.stdout.write(`${line}\n`);
+      else {
+        const l = s.ledger ?? {};
+        process.stdout.write(
+          `${new Date().toISOString()} ${id} ${s.phase} step ${s.trainerStep ?? 0}/${s.maxSteps ?? 0} v${s.policyVersion ?? 0}` +
+            ` queue ${s.queueDepth ?? 0} in-flight ${s.inFlight ?? 0} trained ${l.trained ?? 0} dropped ${l.droppedStale ?? 0}\n`,
+        );
+      }
+    }
+  }
+  return phase === 'Succeeded' || phase === 'Cancelled' ? 0 : phase === 'Failed' ? 1 : 0;
+}
+
+/** Runs as a table: id, phase, step, version, queue, in flight, ledger. */
+function table(runs: Json[]): string {
+  const header = ['ID', 'PHASE', 'STEP', 'VERSION', 'K', 'QUEUE', 'IN-FLIGHT', 'GENERATORS', 'TRAINED', 'DROPPED', 'FAILED', 'CANCELLED', 'CREATED'];
+  const rows = runs.map((r) => {
+    const s = r.status ?? {};
+    const l = s.ledger ?? {};
+    const g = s.generators ?? {};
+    return [
+      r.id,
+      s.phase,
+      `${s.trainerStep ?? 0}/${s.maxSteps ?? 0}`,
+      s.policyVersion ?? 0,
+      r.spec?.async?.maxTrajectoryAgeSteps ?? '',
+      s.queueDepth ?? 0,
+      s.inFlight ?? 0,
+      `${(g.ready ?? 0) + (g.syncing ?? 0)}/${g.desired ?? 0}`,
+      l.trained ?? 0,
+      l.droppedStale ?? 0,
+      l.failed ?? 0,
+      l.cancelled ?? 0,
+      s.createdAt ?? '',
+    ].map((v) => String(v));
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cols: string[]): string => cols.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return `${[fmt(header), ...rows.map(fmt)].join('\n')}\n`;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+import { TandemError, createLogger } from '@tandem/common';
+import { DEMO_USAGE, demoCommand } from './commands/demo-command.js';
+import { UP_USAGE, upCommand } from './commands/up-command.js';
+import { RUNS_USAGE, runsCommand } from './commands/runs-command.js';
+import { UsageError } from './commands/options.js';
+
+const USAGE = `tandem: asynchronous RL fine-tuning control plane
+
+usage: tandem <command> [options]
+
+  demo        run the built-in demo on simulated GPUs (start here)
+  up          run the control plane with the local runtime
+  runs        submit, list, get, cancel, watch and scale runs
+
+tandem <command> --help for the options of a command.`;
+
+/** Parses the command line, runs the command, exits with its code. */
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const help = rest.includes('--help') || rest.includes('-h');
+  const log = createLogger({ name: 'tandem', level: process.env.TANDEM_LOG_LEVEL ?? 'warn' });
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onSignal = (): void => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130); // a second Ctrl-C does not wait
+    process.stderr.write('\nstopping (everything this command started is being shut down)...\n');
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  switch (command) {
+    case 'demo':
+      if (help) return usage(DEMO_USAGE);
+      return demoCommand(rest, log, abort.signal).then((code) => (abort.signal.aborted ? 130 : code));
+    case 'up':
+      if (help) return usage(UP_USAGE);
+      return upCommand(rest, log, abort.signal);
+    case 'runs':
+      if (help || rest.length === 0) return usage(RUNS_USAGE);
+      return runsCommand(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      return usage(USAGE);
+    default:
+      throw new UsageError(`unknown command '${command}'\n\n${USAGE}`);
+  }
+}
+
+function usage(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const e = TandemError.from(err);
+    const usageError = err instanceof UsageError || (err instanceof Error && 'code' in err && String((err as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'));
+    process.stderr.write(`tandem: ${usageError ? (err as Error).message : e.message}\n`);
+    process.exit(usageError ? 2 : 1);
+  },
+);
