@@ -184,25 +184,34 @@ export class WeightSyncCoordinator {
       metrics.weightSyncSeconds.observe({ run, phase: name }, phasesMs[name] / 1000);
     };
 
-    // 1. (Re-)form the transfer group when membership changed.
+    // 1. (Re-)form the transfer group when membership changed: world sizes
+    //    first (cheap), so that ranks are known before anyone joins.
     const key = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
     const reformed = key !== this.groupKey;
-    let worldSize = 1;
+    let worldSize = 1 + alive.length;
+    const offsets = new Map<string, number>();
     if (reformed) {
       const sizes = new Map<string, number>();
       await phase('world_size', async (admin, g) => {
         sizes.set(g.id, await admin.worldSize(remaining()));
       });
-      const trainer = this.deps.sessions.get(runId);
-      const masterAddress = trainer?.address ?? '127.0.0.1';
       let offset = 1;
-      const offsets = new Map<string, number>();
       for (const g of alive) {
         offsets.set(g.id, offset);
         offset += sizes.get(g.id) ?? 1;
       }
       worldSize = offset;
       this.groupId = `${runId}-${syncId}`;
+    }
+
+    // 2. The trainer starts now: it (re)joins the group when groupId is new,
+    //    then broadcasts. Joining and broadcasting are collectives, so it
+    //    waits for the generators' init and update calls below; starting it
+    //    only after them would deadlock a real NCCL/gloo rendezvous.
+    const t0 = clock.now();
+    const trainerSend = this.sendFromTrainer(version, syncId, worldSize, remaining());
+    if (reformed) {
+      const masterAddress = this.deps.sessions.get(runId)?.address ?? '127.0.0.1';
       await phase('init', (admin, g) =>
         admin.initWeightTransferEngine(
           { master_address: masterAddress, master_port: this.settings.transferPort, rank_offset: offsets.get(g.id) ?? 1, world_size: worldSize },
@@ -211,18 +220,15 @@ export class WeightSyncCoordinator {
       );
       this.groupKey = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
       log.info({ generators: alive.map((g) => g.id), worldSize }, 'transfer group formed');
-    } else {
-      worldSize = 1 + alive.length;
     }
 
     await Promise.all(alive.map((g) => registry.update(g.id, { state: 'syncing', updatedAtMs: clock.now() })));
     await phase('pause', (admin) => admin.pause(this.settings.inFlightWeightUpdates ? 'keep' : 'wait', remaining()));
     await phase('start', (admin) => admin.startWeightUpdate(remaining()));
 
-    // 2. The generators receive while the trainer broadcasts.
-    const t0 = clock.now();
+    // 3. The generators receive while the trainer broadcasts.
     const [sent] = await Promise.all([
-      this.sendFromTrainer(version, syncId, worldSize, remaining()),
+      trainerSend,
       phase('update', (admin) => admin.updateWeights(this.updateInfo, version, remaining())),
     ]);
     phasesMs.broadcast = clock.now() - t0;
