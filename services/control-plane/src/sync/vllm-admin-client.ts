@@ -26,9 +26,20 @@ export interface UpdateInfo {
   [extra: string]: unknown;
 }
 
+/**
+ * How busy a generator is: the simulator reports cumulative busy seconds
+ * (`GET /tandem/stats`); vLLM reports the requests it is running
+ * (`vllm:num_requests_running` on `GET /metrics`).
+ */
+export interface GeneratorLoad {
+  busySeconds?: number;
+  running?: number;
+}
+
 /** Admin client for one generator. */
 export interface VllmAdmin {
   health(deadlineMs: number): Promise<void>;
+  load(deadlineMs: number): Promise<GeneratorLoad>;
   worldSize(deadlineMs: number): Promise<number>;
   initWeightTransferEngine(init: TransferGroupInit, deadlineMs: number): Promise<void>;
   /** `mode=keep` freezes in-flight requests; `wait` drains them first. */
@@ -71,6 +82,18 @@ export function vllmAdmin(baseUrl: string, doFetch: typeof fetch = fetch): VllmA
   return {
     health: async (d) => {
       await call('GET', '/health', undefined, d);
+    },
+    load: async (d) => {
+      try {
+        const stats = (await call('GET', '/tandem/stats', undefined, d)) as { engine?: { busySeconds?: unknown } };
+        if (typeof stats.engine?.busySeconds === 'number') return { busySeconds: stats.engine.busySeconds };
+      } catch {
+        // Not the simulator: read vLLM's Prometheus metrics instead.
+      }
+      const res = await doFetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(Math.max(1, d)) });
+      const text = await res.text();
+      const m = /^vllm:num_requests_running(?:\{[^}]*\})?\s+([0-9.eE+-]+)/m.exec(text);
+      return m ? { running: Number(m[1]) } : {};
     },
     worldSize: async (d) => {
       const body = (await call('GET', '/get_world_size', undefined, d)) as { world_size?: unknown };

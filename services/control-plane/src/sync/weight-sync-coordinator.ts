@@ -73,6 +73,8 @@ export class WeightSyncCoordinator {
   private loopDone: Promise<void> | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private readonly healthFailures = new Map<string, number>();
+  /** Last load sample per generator, for tandem_generator_busy_ratio. */
+  private readonly loadSamples = new Map<string, { t: number; busySeconds?: number; busyEwma: number }>();
   private readonly pendingSends = new Map<string, (r: WeightsSent) => void>();
 
   constructor(deps: WeightSyncDeps, settings: WeightSyncSettings) {
@@ -239,7 +241,17 @@ export class WeightSyncCoordinator {
       // The broadcast did not complete: every receiver holds a partial update.
       // Nobody serves it; they all rejoin and get a full sync next round.
       log.error({ error: sent.error }, 'trainer broadcast failed; generators will be re-synced');
+      // vLLM has no "abort update": close the update so that the next sync can
+      // start a new one, and take them out of service (`joining`, never
+      // chosen by rollout workers) until a full sync overwrites every weight.
       await Promise.all(alive.map((g) => registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: clock.now() })));
+      await Promise.allSettled(
+        alive.map(async (g) => {
+          const admin = this.deps.admin(g.url);
+          await admin.finishWeightUpdate(version, 2000);
+          await admin.resume(2000);
+        }),
+      );
       this.groupKey = '';
       result = 'failed';
     } else {
@@ -324,6 +336,7 @@ export class WeightSyncCoordinator {
         } catch {
           healthy = false;
         }
+        if (healthy) await this.sampleLoad(g);
         const failures = healthy ? 0 : (this.healthFailures.get(g.id) ?? 0) + 1;
         this.healthFailures.set(g.id, failures);
         if (!healthy && failures >= this.settings.unhealthyAfterFailures && g.state !== 'unhealthy') {
@@ -339,6 +352,34 @@ export class WeightSyncCoordinator {
       }),
     );
     this.observeGenerators(await this.deps.registry.list());
+  }
+
+  /**
+   * Busy ratio since the last sample: from cumulative busy seconds when the
+   * generator reports them (simulator), else an exponentially weighted share
+   * of samples with requests running (vLLM).
+   */
+  private async sampleLoad(g: GeneratorRecord): Promise<void> {
+    let load;
+    try {
+      load = await this.deps.admin(g.url).load(Math.min(2000, this.settings.healthIntervalMs));
+    } catch {
+      return;
+    }
+    const now = this.deps.clock.now();
+    const prev = this.loadSamples.get(g.id);
+    let ratio: number | undefined;
+    let busyEwma = prev?.busyEwma ?? 0;
+    if (load.busySeconds !== undefined) {
+      if (prev?.busySeconds !== undefined && now > prev.t && load.busySeconds >= prev.busySeconds) {
+        ratio = Math.min(1, (load.busySeconds - prev.busySeconds) / ((now - prev.t) / 1000));
+      }
+    } else if (load.running !== undefined) {
+      busyEwma = 0.7 * busyEwma + 0.3 * (load.running > 0 ? 1 : 0);
+      ratio = busyEwma;
+    }
+    this.loadSamples.set(g.id, { t: now, busyEwma, ...(load.busySeconds === undefined ? {} : { busySeconds: load.busySeconds }) });
+    if (ratio !== undefined) this.deps.metrics.generatorBusyRatio.set({ run: this.deps.runId, generator: g.id }, ratio);
   }
 
   private observeGenerators(members: GeneratorRecord[]): void {

@@ -1,0 +1,192 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { ErrorCode, TandemError, silentLogger, systemClock } from '@tandem/common';
+import { RolloutStore } from '@tandem/rollout-queue';
+import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
+import type { ControlMessage } from '@tandem/protocol';
+import { TrainerSessions } from '../broker/trainer-sessions.js';
+import { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
+import { WeightSyncCoordinator } from './weight-sync-coordinator.js';
+import type { VllmAdmin } from './vllm-admin-client.js';
+
+/**
+ * The coordinator against a real Redis (registry, queue) with in-process
+ * generator admin fakes that record every call, and a trainer session whose
+ * stream answers SendWeights.
+ */
+
+let redis: RedisServerHandle;
+let store: RolloutStore;
+beforeAll(async () => {
+  redis = await startRedisServer();
+  store = await RolloutStore.create({ redisUrl: redis.url });
+});
+afterAll(async () => {
+  await store?.close();
+  await redis?.stop();
+});
+
+interface FakeGenerator {
+  calls: string[];
+  hangOn?: string;
+  failOn?: string;
+}
+
+function fakeAdmin(gens: Map<string, FakeGenerator>): (url: string) => VllmAdmin {
+  return (url) => {
+    const g = gens.get(url) as FakeGenerator;
+    const act = async (name: string, deadlineMs: number): Promise<void> => {
+      g.calls.push(name);
+      if (g.failOn === name) throw new TandemError(ErrorCode.Unavailable, `${name} answered 500`);
+      if (g.hangOn === name) {
+        await new Promise((r) => setTimeout(r, deadlineMs));
+        throw new TandemError(ErrorCode.DeadlineExceeded, `${name} missed its ${deadlineMs} ms deadline`);
+      }
+    };
+    return {
+      health: async () => undefined,
+      load: async () => ({ busySeconds: 0 }),
+      worldSize: async (d) => (await act('world_size', d), 1),
+      initWeightTransferEngine: (_i, d) => act('init', d),
+      pause: (mode, d) => act(`pause:${mode}`, d),
+      resume: (d) => act('resume', d),
+      startWeightUpdate: (d) => act('start', d),
+      updateWeights: (_info, v, d) => act(`update:${v}`, d),
+      finishWeightUpdate: (v, d) => act(`finish:${v}`, d),
+    };
+  };
+}
+
+async function setup(options: { generators: number; timeoutMs?: number; trainerOk?: boolean; trainerDelayMs?: number }) {
+  const runId = `sync-${randomUUID().slice(0, 8)}`;
+  const queue = store.forRun(runId);
+  await queue.init({ maxTrajectoryAgeSteps: 1, batchGroups: 1, capacityGroups: 2, maxSteps: 100 });
+  const registry = store.generators(runId);
+  const gens = new Map<string, FakeGenerator>();
+  for (let i = 0; i < options.generators; i++) {
+    const url = `http://gen-${i}`;
+    gens.set(url, { calls: [] });
+    await registry.register(`gen-${i}`, url, 0);
+  }
+  const sessions = new TrainerSessions(silentLogger());
+  const sent: ControlMessage[] = [];
+  let coordinator: WeightSyncCoordinator | undefined = undefined;
+  sessions.register({
+    runId,
+    trainerId: 't',
+    simulated: true,
+    weightsReadyVersion: -1,
+    address: '127.0.0.1',
+    stream: {
+      write: (m: ControlMessage) => {
+        sent.push(m);
+        if (m.kind?.$case === 'sendWeights') {
+          const c = m.kind.sendWeights;
+          setTimeout(
+            () =>
+              coordinator?.weightsSent({
+                policyVersion: c.policyVersion,
+                ok: options.trainerOk ?? true,
+                error: options.trainerOk === false ? 'broadcast failed' : '',
+                seconds: 0,
+                syncId: c.syncId,
+              }),
+            options.trainerDelayMs ?? 1,
+          );
+        }
+        return true;
+      },
+      end: () => undefined,
+      emit: () => true,
+    },
+  });
+  const metrics = new ControlPlaneMetrics({ defaultMetrics: false });
+  coordinator = new WeightSyncCoordinator(
+    { runId, registry, queue, sessions, metrics, clock: systemClock, log: silentLogger(), admin: fakeAdmin(gens) },
+    { timeoutMs: options.timeoutMs ?? 5000, inFlightWeightUpdates: true, transferPort: 29500, healthIntervalMs: 60_000, unhealthyAfterFailures: 3 },
+  );
+  coordinator.start();
+  return { runId, queue, registry, gens, sent, coordinator, metrics };
+}
+
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('weight-sync coordinator', () => {
+  it('runs the vLLM sequence on every generator, then publishes the version', async () => {
+    const t = await setup({ generators: 3 });
+    t.coordinator.weightsReady(1, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
+    for (const g of t.gens.values()) {
+      expect(g.calls).toEqual(['world_size', 'init', 'pause:keep', 'start', 'update:1', 'finish:1', 'resume']);
+    }
+    const send = t.sent.find((m) => m.kind?.$case === 'sendWeights');
+    expect(send?.kind?.$case === 'sendWeights' && send.kind.sendWeights).toMatchObject({ policyVersion: 1, worldSize: 4, masterPort: 29500 });
+    expect((await t.registry.list()).map((g) => [g.state, g.policyVersion])).toEqual([
+      ['ready', 1],
+      ['ready', 1],
+      ['ready', 1],
+    ]);
+    // The next sync keeps the group: no world_size/init again.
+    t.coordinator.weightsReady(2, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 2, 'version 2 published');
+    expect([...t.gens.values()][0]?.calls.slice(7)).toEqual(['pause:keep', 'start', 'update:2', 'finish:2', 'resume']);
+    expect(t.coordinator.reports.map((r) => [r.policyVersion, r.result, r.groupReformed])).toEqual([
+      [1, 'ok', true],
+      [2, 'ok', false],
+    ]);
+    await t.coordinator.stop();
+  });
+
+  it('cuts off a generator that hangs its update at the deadline; the rest complete', async () => {
+    const t = await setup({ generators: 3, timeoutMs: 300 });
+    const hung = t.gens.get('http://gen-1') as FakeGenerator;
+    hung.hangOn = 'update:1';
+    t.coordinator.weightsReady(1, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
+    const states = Object.fromEntries((await t.registry.list()).map((g) => [g.id, g]));
+    expect(states['gen-0']).toMatchObject({ state: 'ready', policyVersion: 1 });
+    expect(states['gen-2']).toMatchObject({ state: 'ready', policyVersion: 1 });
+    expect(states['gen-1']?.state).toBe('unhealthy');
+    expect(states['gen-1']?.reason).toMatch(/^update: .*deadline/);
+    expect(t.coordinator.reports[0]).toMatchObject({ result: 'partial', generators: ['gen-0', 'gen-2'] });
+    expect(hung.calls).not.toContain('finish:1');
+    // The next sync re-forms the group without it.
+    t.coordinator.weightsReady(2, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 2, 'version 2 published');
+    expect(t.coordinator.reports[1]).toMatchObject({ result: 'ok', groupReformed: true, generators: ['gen-0', 'gen-2'] });
+    const sends = t.sent.filter((m) => m.kind?.$case === 'sendWeights');
+    expect(sends.at(-1)?.kind?.$case === 'sendWeights' && sends.at(-1)?.kind).toMatchObject({ sendWeights: { worldSize: 3 } });
+    await t.coordinator.stop();
+  });
+
+  it('coalesces versions reported faster than syncs finish to the newest', async () => {
+    const t = await setup({ generators: 1, trainerDelayMs: 150 });
+    t.coordinator.weightsReady(1, '');
+    await until(async () => t.sent.some((m) => m.kind?.$case === 'sendWeights'), 'first sync started');
+    t.coordinator.weightsReady(2, '');
+    t.coordinator.weightsReady(3, '');
+    t.coordinator.weightsReady(4, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 4, 'version 4 published');
+    expect(t.coordinator.reports.map((r) => r.policyVersion)).toEqual([1, 4]);
+    await t.coordinator.stop();
+  });
+
+  it('a failed broadcast leaves nobody serving a partial update', async () => {
+    const t = await setup({ generators: 2, trainerOk: false });
+    t.coordinator.weightsReady(1, '');
+    await until(async () => t.coordinator.reports.length > 0, 'a sync report');
+    expect(t.coordinator.reports[0]?.result).toBe('failed');
+    expect((await t.registry.list()).map((g) => [g.state, g.policyVersion])).toEqual([
+      ['joining', -1],
+      ['joining', -1],
+    ]);
+    expect((await t.queue.snapshot()).policyVersion).toBe(0);
+    await t.coordinator.stop();
+  });
+});
