@@ -265,8 +265,15 @@ export class WeightSyncCoordinator {
     }
     for (const c of cutOff) {
       await registry.update(c.id, { state: 'unhealthy', reason: c.reason, updatedAtMs: clock.now() });
-      // Best effort: do not leave a cut-off generator paused forever.
-      this.deps.admin((members.find((m) => m.id === c.id) as GeneratorRecord).url).resume(1000).catch(() => undefined);
+      // Best effort: close an update it may have started (else its next
+      // start_weight_update is refused) and do not leave it paused. It is
+      // out of service until a full sync, so partial weights are never served.
+      const admin = this.deps.admin((members.find((m) => m.id === c.id) as GeneratorRecord).url);
+      void admin
+        .finishWeightUpdate(version, 1000)
+        .catch(() => undefined)
+        .then(() => admin.resume(1000))
+        .catch(() => undefined);
     }
     if (cutOff.length > 0) this.groupKey = '';
     phasesMs.total = clock.now() - started;
