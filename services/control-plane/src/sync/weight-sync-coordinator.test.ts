@@ -155,7 +155,10 @@ describe('weight-sync coordinator', () => {
     expect(states['gen-1']?.state).toBe('unhealthy');
     expect(states['gen-1']?.reason).toMatch(/^update: .*deadline/);
     expect(t.coordinator.reports[0]).toMatchObject({ result: 'partial', generators: ['gen-0', 'gen-2'] });
-    expect(hung.calls).not.toContain('finish:1');
+    // Its update is closed and it is resumed after it was cut off (so that it
+    // can rejoin later), but it stays out of service until a full sync.
+    await until(async () => hung.calls.at(-1) === 'resume', 'the cut-off generator resumed');
+    expect(hung.calls.slice(-3)).toEqual(['update:1', 'finish:1', 'resume']);
     // The next sync re-forms the group without it.
     t.coordinator.weightsReady(2, '');
     await until(async () => (await t.queue.snapshot()).policyVersion === 2, 'version 2 published');
