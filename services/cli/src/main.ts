@@ -3,6 +3,7 @@ import { TandemError, createLogger } from '@tandem/common';
 import { DEMO_USAGE, demoCommand } from './commands/demo-command.js';
 import { UP_USAGE, upCommand } from './commands/up-command.js';
 import { RUNS_USAGE, runsCommand } from './commands/runs-command.js';
+import { TOP_USAGE, topCommand } from './commands/top-command.js';
 import { UsageError } from './commands/options.js';
 
 const USAGE = `tandem: asynchronous RL fine-tuning control plane
@@ -12,6 +13,7 @@ usage: tandem <command> [options]
   demo        run the built-in demo on simulated GPUs (start here)
   up          run the control plane with the local runtime
   runs        submit, list, get, cancel, watch and scale runs
+  top         live view of runs: staleness, utilisation, throughput
 
 tandem <command> --help for the options of a command.`;
 
@@ -40,6 +42,9 @@ async function main(argv: string[]): Promise<number> {
     case 'runs':
       if (help || rest.length === 0) return usage(RUNS_USAGE);
       return runsCommand(rest);
+    case 'top':
+      if (help) return usage(TOP_USAGE);
+      return topCommand(rest, abort.signal);
     case undefined:
     case 'help':
     case '--help':
