@@ -193,14 +193,27 @@ export class RolloutQueue {
   async admit(options: WaitOptions): Promise<Exclude<AdmitAttempt, { kind: 'blocked' }>> {
     const deadline = this.clock.now() + options.timeoutMs;
     for (;;) {
-      const woken = this.events.next(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
-      const attempt = await this.tryAdmit();
-      if (attempt.kind !== 'blocked') return attempt;
-      if (options.signal?.aborted) throw new TandemError(ErrorCode.Cancelled, 'admission aborted');
+      const woken = this.events.waiter(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
+      let attempt: AdmitAttempt;
+      try {
+        attempt = await this.tryAdmit();
+      } catch (err) {
+        woken.cancel();
+        throw err;
+      }
+      if (attempt.kind !== 'blocked') {
+        woken.cancel();
+        return attempt;
+      }
+      if (options.signal?.aborted) {
+        woken.cancel();
+        throw new TandemError(ErrorCode.Cancelled, 'admission aborted');
+      }
       if (this.clock.now() >= deadline) {
+        woken.cancel();
         throw new TandemError(ErrorCode.DeadlineExceeded, `admission for run ${this.runId} blocked by ${attempt.reason}`);
       }
-      await woken;
+      await woken.promise;
     }
   }
 
@@ -291,18 +304,29 @@ export class RolloutQueue {
     const deadline = this.clock.now() + options.timeoutMs;
     let dropped = 0;
     for (;;) {
-      const woken = this.events.next(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
-      const attempt = await this.tryServeBatch(step);
+      const woken = this.events.waiter(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
+      let attempt: ServeAttempt;
+      try {
+        attempt = await this.tryServeBatch(step);
+      } catch (err) {
+        woken.cancel();
+        throw err;
+      }
       if (attempt.kind === 'ready') {
+        woken.cancel();
         attempt.batch.droppedStale += dropped;
         return attempt;
       }
-      if (attempt.kind === 'ended') return attempt;
+      if (attempt.kind === 'ended') {
+        woken.cancel();
+        return attempt;
+      }
       dropped += attempt.droppedStale;
       if (this.clock.now() >= deadline || options.signal?.aborted) {
+        woken.cancel();
         return { ...attempt, droppedStale: dropped };
       }
-      await woken;
+      await woken.promise;
     }
   }
 

@@ -88,6 +88,11 @@ export class RolloutStore {
     return this.events.next(runKeys(runId, this.keyPrefix).events, timeoutMs, signal);
   }
 
+  /** {@link nextRunEvent} with `cancel()` for a caller that stops waiting early. */
+  runEventWaiter(runId: string, timeoutMs: number, signal?: AbortSignal): { promise: Promise<void>; cancel: () => void } {
+    return this.events.waiter(runKeys(runId, this.keyPrefix).events, timeoutMs, signal);
+  }
+
   /** Forgets the per-run view (the run's keys stay until `destroy`). */
   forget(runId: string): void {
     this.queues.delete(runId);

@@ -34,7 +34,17 @@ export class RunEvents {
    * Redis, then await it: an event between the check and the wait is not lost.
    */
   next(channel: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
+    return this.waiter(channel, timeoutMs, signal).promise;
+  }
+
+  /**
+   * Like {@link next}, with `cancel()` for a caller that no longer needs to
+   * wait: it releases the timer and the abort listener at once (a loop that
+   * registers a waiter per attempt would otherwise pile them up).
+   */
+  waiter(channel: string, timeoutMs: number, signal?: AbortSignal): { promise: Promise<void>; cancel: () => void } {
+    let cancel: () => void = () => undefined;
+    const promise = new Promise<void>((resolve) => {
       let set = this.waiters.get(channel);
       if (!set) {
         set = new Set();
@@ -51,7 +61,9 @@ export class RunEvents {
       const timer = setTimeout(done, Math.max(0, timeoutMs));
       signal?.addEventListener('abort', done, { once: true });
       set.add(done);
+      cancel = done;
     });
+    return { promise, cancel };
   }
 
   async close(): Promise<void> {

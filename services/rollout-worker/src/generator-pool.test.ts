@@ -19,7 +19,14 @@ const gen = (id: string, state: GeneratorRecord['state'], policyVersion: number)
 function makePool(records: GeneratorRecord[], options: { probe?: (url: string) => Promise<boolean>; clock?: Clock } = {}) {
   const clock = options.clock ?? fakeClock();
   return new GeneratorPool(
-    { list: async () => records, nextChange: () => new Promise((r) => setTimeout(r, 5)) },
+    {
+      list: async () => records,
+      nextChange: () => {
+        let timer: NodeJS.Timeout | undefined;
+        const promise = new Promise<void>((r) => (timer = setTimeout(r, 5)));
+        return { promise, cancel: () => clearTimeout(timer) };
+      },
+    },
     { maxInFlightPerGenerator: 2, unhealthyAfterFailures: 2, probeAfterMs: 100, refreshMs: 1_000_000 },
     { clock, log: silentLogger(), probe: options.probe ?? (async () => true) },
   );

@@ -5,8 +5,11 @@ import { Semaphore } from './semaphore.js';
 /** Where the pool learns the run's generators (the Redis registry). */
 export interface GeneratorDirectory {
   list(): Promise<GeneratorRecord[]>;
-  /** Resolves on the next membership or version change, or after `timeoutMs`. */
-  nextChange(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Waits for the next membership or version change, or `timeoutMs`;
+   * `cancel` releases the wait early.
+   */
+  nextChange(timeoutMs: number, signal?: AbortSignal): { promise: Promise<void>; cancel: () => void };
 }
 
 /** Options of the {@link GeneratorPool}. */
@@ -133,7 +136,9 @@ export class GeneratorPool {
         wake = resolve;
         this.releaseWaiters.add(resolve);
       });
-      await Promise.race([released, this.directory.nextChange(this.options.refreshMs, signal)]);
+      const change = this.directory.nextChange(this.options.refreshMs, signal);
+      await Promise.race([released, change.promise]);
+      change.cancel();
       this.releaseWaiters.delete(wake);
       await this.refresh();
     }

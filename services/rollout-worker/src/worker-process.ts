@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Worker } from 'bullmq';
 import { ErrorCode, TandemError, systemClock, type Clock, type Logger } from '@tandem/common';
 import { RolloutStore, RunRecordStore, runKeys, type PromptJob } from '@tandem/rollout-queue';
@@ -45,7 +46,7 @@ export class WorkerProcess {
     const spec = record.spec;
     const registry = store.generators(config.runId);
     const pool = new GeneratorPool(
-      { list: () => registry.list(), nextChange: (ms, signal) => store.nextRunEvent(config.runId, ms, signal) },
+      { list: () => registry.list(), nextChange: (ms, signal) => store.runEventWaiter(config.runId, ms, signal) },
       {
         maxInFlightPerGenerator: config.maxInFlightPerGenerator,
         unhealthyAfterFailures: config.unhealthyAfterFailures,
@@ -85,6 +86,9 @@ export class WorkerProcess {
     );
     const outcomes: Record<JobOutcome, number> = { completed: 0, dropped_stale: 0, failed: 0, gone: 0 };
     const abortSignal = new AbortController();
+    // One listener per in-flight request (AbortSignal.any in the HTTP
+    // client): thousands are expected, so the default warning at 10 is noise.
+    setMaxListeners(0, abortSignal.signal);
     const worker = store.promptQueue(config.runId).worker(
       async (job) => {
         const outcome = await rollout.process(job.data, abortSignal.signal);

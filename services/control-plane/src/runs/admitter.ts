@@ -59,9 +59,15 @@ export class Admitter {
     if (inflight.length === 0) return 0;
     const promptIds = await queue.groupPrompts();
     const snap = await queue.snapshot();
+    const missing: Array<{ groupId: string; targetStep: number }> = [];
+    for (const g of inflight) if (!(await prompts.has(g.groupId))) missing.push(g);
+    if (missing.length === 0) return 0;
+    // A worker may have finished a group (and BullMQ dropped its job) between
+    // the two reads above: only groups still in flight now lack a job.
+    const stillInFlight = new Set((await queue.inFlightGroups()).map((g) => g.groupId));
     let readded = 0;
-    for (const { groupId, targetStep } of inflight) {
-      if (await prompts.has(groupId)) continue;
+    for (const { groupId, targetStep } of missing) {
+      if (!stillInFlight.has(groupId) || (await prompts.has(groupId))) continue;
       const promptId = promptIds.get(groupId) ?? '0';
       await this.enqueue(groupId, promptId, targetStep, snap.policyVersion);
       readded++;
