@@ -168,6 +168,7 @@ export class RolloutWorker {
         if (signal.aborted) throw e;
         lastError = e;
         if (!e.retryable) throw e;
+        if (attempt + 1 >= this.retry.maxAttempts) break; // giving up: no point in waiting first
         const delay = Math.max(e.retryAfterMs ?? 0, fullJitterDelayMs(attempt, this.retry.backoffBaseMs, this.retry.backoffCapMs, this.deps.random));
         log.debug({ generator: lease.id, attempt, completion: index, delayMs: delay, reason: e.message }, 'completion attempt failed; retrying');
         await clock.sleep(delay, signal);

@@ -6,7 +6,7 @@ import { Admitter } from './admitter.js';
 import { promptSourceFor } from './prompt-source.js';
 import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from '@tandem/rollout-queue';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
-import type { RunRuntime } from '../runtime/run-runtime.js';
+import type { DeclaredRun, RunDeclarations, RunRuntime } from '../runtime/run-runtime.js';
 
 /** A run as the API shows it. */
 export interface RunView {
@@ -45,6 +45,11 @@ export interface RunManagerDeps {
   runtime?: RunRuntime;
   /** Called once when a run reaches a terminal phase (stop its weight sync). */
   onRunEnded?: (runId: string, phase: RunPhase, message: string) => Promise<void>;
+  /**
+   * Where runs are declared (kubernetes: RLRun objects). With it, submit
+   * only declares; the leader's reconciler calls {@link RunManager.accept}.
+   */
+  declarations?: RunDeclarations;
 }
 
 /** A submit request, as both API surfaces deliver it. */
@@ -62,6 +67,7 @@ export class RunManager {
   private readonly deps: RunManagerDeps;
   private readonly records: RunRecordStore;
   private readonly admitters = new Map<string, Admitter>();
+  private readonly recentlyEnded = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(deps: RunManagerDeps) {
@@ -70,9 +76,10 @@ export class RunManager {
     this.log = deps.log.child({ component: 'run-manager' });
   }
 
-  /** Validates, stores and starts a run. */
+  /** Validates, stores and starts a run (with declarations: validates and declares it). */
   async submit(input: SubmitRunInput): Promise<RunView> {
-    const spec = parseRunSpec(input.spec);
+    const declarations = this.deps.declarations;
+    const spec = declarations ? declarations.parseSpec(input.spec) : parseRunSpec(input.spec);
     if (input.runId !== undefined && input.runId !== '' && !isValidRunId(input.runId)) {
       throw TandemError.invalid('run', [
         { path: 'runId', message: 'must be a DNS-1123 label: lowercase letters, digits and -, at most 63 characters' },
@@ -81,10 +88,27 @@ export class RunManager {
     // Build the prompt source before accepting, so a bad dataset is a 400.
     promptSourceFor(spec.dataset);
     const id = input.runId || `run-${randomBytes(4).toString('hex')}`;
+    if (declarations) {
+      await declarations.declare(id, spec);
+      return this.get(id);
+    }
+    const view = await this.accept(id, spec);
+    if (!view.created) throw new TandemError(ErrorCode.AlreadyExists, `run ${id} already exists`);
+    return view.run;
+  }
+
+  /**
+   * Stores and starts a run whose spec is valid; idempotent: an existing run
+   * is returned as it is (and gets an admitter here if it is open and has
+   * none — a new leader taking over). The kubernetes reconciler calls this.
+   */
+  async accept(id: string, spec: RunSpec): Promise<{ run: RunView; created: boolean }> {
     const now = new Date(this.deps.clock.now()).toISOString();
     const record: RunRecord = { id, spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' };
     if (!(await this.records.create(record))) {
-      throw new TandemError(ErrorCode.AlreadyExists, `run ${id} already exists`);
+      const existing = await this.records.get(id);
+      if (existing && !TERMINAL_PHASES.has(existing.phase)) this.startAdmitter(existing);
+      return { run: await this.get(id), created: false };
     }
     await this.deps.store.forRun(id).init({
       maxTrajectoryAgeSteps: spec.async.maxTrajectoryAgeSteps,
@@ -95,7 +119,7 @@ export class RunManager {
     this.log.info({ runId: id, maxSteps: spec.maxSteps, k: spec.async.maxTrajectoryAgeSteps }, 'run accepted');
     this.startAdmitter(record);
     await this.startWorkloads(record);
-    return this.get(id);
+    return { run: await this.get(id), created: true };
   }
 
   /** Ends a run as failed: everything open is cancelled in the ledger. */
@@ -116,8 +140,13 @@ export class RunManager {
       throw TandemError.invalid('scale request', [{ path: 'generators', message: 'must be an integer from 0 to 4096' }]);
     }
     const record = await this.records.get(id);
+    if (!record && this.deps.declarations) {
+      await this.deps.declarations.scale(id, generators);
+      return this.get(id);
+    }
     if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
     if (TERMINAL_PHASES.has(record.phase)) throw new TandemError(ErrorCode.FailedPrecondition, `run ${id} has ended (${record.phase})`);
+    await this.declarationOf(id, (d) => d.scale(id, generators));
     const spec = { ...record.spec, generator: { ...record.spec.generator, replicas: generators } };
     await this.records.updateSpec(id, spec);
     if (record.spec.simulation && this.deps.runtime) await this.deps.runtime.scaleGenerators(id, generators);
@@ -136,20 +165,42 @@ export class RunManager {
 
   async get(id: string): Promise<RunView> {
     const record = await this.records.get(id);
-    if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
-    return this.view(record);
+    if (record) return this.view(record);
+    const declared = await this.deps.declarations?.get(id);
+    if (declared) return declaredView(declared);
+    throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
   }
 
   async list(): Promise<RunView[]> {
     const ids = await this.records.ids();
     const views = await Promise.all(ids.map((id) => this.records.get(id).then((r) => (r ? this.view(r) : undefined))));
-    return views.filter((v): v is RunView => v !== undefined);
+    const accepted = views.filter((v): v is RunView => v !== undefined);
+    if (!this.deps.declarations) return accepted;
+    const known = new Set(ids);
+    const pending = (await this.deps.declarations.list()).filter((d) => !known.has(d.id)).map(declaredView);
+    return [...accepted, ...pending];
+  }
+
+  /** Applies `change` to the run's declaration when there is one (runs from before declarations have none). */
+  private async declarationOf(id: string, change: (d: RunDeclarations) => Promise<void>): Promise<void> {
+    const declarations = this.deps.declarations;
+    if (!declarations) return;
+    try {
+      await change(declarations);
+    } catch (err) {
+      if (TandemError.from(err).code !== ErrorCode.NotFound) throw err;
+    }
   }
 
   /** Cancels a run; cancelling a finished run returns it unchanged. */
   async cancel(id: string, reason: string): Promise<RunView> {
     const record = await this.records.get(id);
+    if (!record && this.deps.declarations) {
+      await this.deps.declarations.cancel(id, reason || 'cancelled by request');
+      return this.get(id);
+    }
     if (!record) throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
+    if (!TERMINAL_PHASES.has(record.phase)) await this.declarationOf(id, (d) => d.cancel(id, reason || 'cancelled by request'));
     if (TERMINAL_PHASES.has(record.phase)) return this.view(record);
     const cancelled = await this.deps.store.forRun(id).close('cancelled');
     const now = new Date(this.deps.clock.now()).toISOString();
@@ -199,9 +250,15 @@ export class RunManager {
     this.admitters.clear();
   }
 
-  /** Run ids with an admitter in this process. */
+  /**
+   * Runs whose metrics still move: those with an admitter in this process,
+   * and those that ended in the last five minutes (rollout workers flush
+   * their last counters after the end).
+   */
   activeRunIds(): string[] {
-    return [...this.admitters.keys()];
+    const cutoff = this.deps.clock.now() - 5 * 60_000;
+    for (const [id, t] of this.recentlyEnded) if (t < cutoff) this.recentlyEnded.delete(id);
+    return [...new Set([...this.admitters.keys(), ...this.recentlyEnded.keys()])];
   }
 
   private startAdmitter(record: RunRecord): void {
@@ -225,6 +282,7 @@ export class RunManager {
   private async runEnded(id: string): Promise<void> {
     if (!this.admitters.has(id)) return; // stopped with the control plane, not ended
     this.admitters.delete(id);
+    this.recentlyEnded.set(id, this.deps.clock.now());
     const view = await this.get(id).catch(() => undefined);
     this.log.info({ runId: id, phase: view?.status.phase, ledger: view?.status.ledger }, 'run ended');
     await this.deps.onRunEnded?.(id, view?.status.phase ?? 'Succeeded', view?.status.message ?? '').catch((err: unknown) => this.log.warn({ err, runId: id }, 'weight sync stop failed'));
@@ -279,6 +337,32 @@ export class RunManager {
       },
     };
   }
+}
+
+/** A declared run the control plane has not accepted: its spec and declared state, counters at zero. */
+function declaredView(d: DeclaredRun): RunView {
+  const phase: RunPhase = d.cancelReason !== undefined ? 'Cancelled' : (d.phase ?? 'Pending');
+  const ledger = { admitted: 0, trained: 0, droppedStale: 0, failed: 0, cancelled: 0, tokensTrained: 0, tokensWasted: 0 };
+  return {
+    id: d.id,
+    spec: d.spec,
+    status: {
+      phase,
+      message: d.cancelReason ?? d.message ?? '',
+      trainerStep: 0,
+      policyVersion: 0,
+      maxSteps: d.spec.maxSteps,
+      ledger,
+      queueDepth: 0,
+      inFlight: 0,
+      generators: { desired: d.spec.generator.replicas, joining: 0, ready: 0, syncing: 0, unhealthy: 0 },
+      minGeneratorVersion: -1,
+      maxGeneratorVersion: -1,
+      createdAt: d.createdAt,
+      updatedAt: d.createdAt,
+      finishedAt: '',
+    },
+  };
 }
 
 function derivePhase(snap: QueueSnapshot): RunPhase {

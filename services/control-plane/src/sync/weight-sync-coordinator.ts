@@ -46,6 +46,26 @@ export interface SyncReport {
 const EMPTY_UPDATE_INFO: UpdateInfo = { names: [], dtype_names: [], shapes: [], packed: true };
 
 /**
+ * Share of a sync's deadline kept for finish and resume. The transfer
+ * (group, pause, start, update and the broadcast) must end before it, so
+ * that a generator hanging in the transfer is cut off while the others
+ * still have time to finish and resume; without the reserve they would get
+ * the ~1 ms left at the deadline and be cut off with it.
+ */
+const COMPLETION_RESERVE = 0.25;
+
+/** Timeout of one health check; rounds do not overlap. */
+const HEALTH_TIMEOUT_MS = 2000;
+
+/**
+ * A generator cut off from a sync rejoins only after a cool-down that
+ * doubles with each cut-off (capped): one that hangs every update would
+ * otherwise rejoin at once and stall every sync until its deadline.
+ */
+const REJOIN_BASE_MS = 5000;
+const REJOIN_MAX_MS = 300_000;
+
+/**
  * Moves each new policy version from the trainer to every generator of one
  * run, one sync at a time, every call with a deadline:
  *
@@ -73,6 +93,8 @@ export class WeightSyncCoordinator {
   private loopDone: Promise<void> | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private readonly healthFailures = new Map<string, number>();
+  private readonly cutOffs = new Map<string, { count: number; notBeforeMs: number }>();
+  private healthRound: Promise<void> | undefined;
   /** Last load sample per generator, for tandem_generator_busy_ratio. */
   private readonly loadSamples = new Map<string, { t: number; busySeconds?: number; busyEwma: number }>();
   private readonly pendingSends = new Map<string, (r: WeightsSent) => void>();
@@ -86,7 +108,12 @@ export class WeightSyncCoordinator {
   start(): void {
     this.loopDone ??= this.loop();
     this.healthTimer ??= setInterval(() => {
-      this.checkHealth().catch((err: unknown) => this.log.warn({ err }, 'health check round failed'));
+      if (this.healthRound) return; // the previous round is still running
+      this.healthRound = this.checkHealth()
+        .catch((err: unknown) => this.log.warn({ err }, 'health check round failed'))
+        .finally(() => {
+          this.healthRound = undefined;
+        });
     }, this.settings.healthIntervalMs);
     this.healthTimer.unref();
   }
@@ -118,6 +145,13 @@ export class WeightSyncCoordinator {
 
   /** A generator was added or came back: it joins at the next sync boundary. */
   membershipChanged(): void {
+    this.kick?.();
+  }
+
+  /** A generator (re-)registered: a new process, so its cut-off history is forgotten. */
+  generatorRegistered(id: string): void {
+    this.cutOffs.delete(id);
+    this.healthFailures.delete(id);
     this.kick?.();
   }
 
@@ -162,6 +196,8 @@ export class WeightSyncCoordinator {
     const started = clock.now();
     const deadlineAt = started + this.settings.timeoutMs;
     const remaining = (): number => Math.max(1, deadlineAt - clock.now());
+    const transferDeadlineAt = deadlineAt - Math.floor(this.settings.timeoutMs * COMPLETION_RESERVE);
+    const transferRemaining = (): number => Math.max(1, transferDeadlineAt - clock.now());
     const phasesMs: Record<string, number> = {};
     const cutOff: Array<{ id: string; reason: string }> = [];
     let alive = [...members];
@@ -195,7 +231,7 @@ export class WeightSyncCoordinator {
     if (reformed) {
       const sizes = new Map<string, number>();
       await phase('world_size', async (admin, g) => {
-        sizes.set(g.id, await admin.worldSize(remaining()));
+        sizes.set(g.id, await admin.worldSize(transferRemaining()));
       });
       let offset = 1;
       for (const g of alive) {
@@ -211,13 +247,13 @@ export class WeightSyncCoordinator {
     //    waits for the generators' init and update calls below; starting it
     //    only after them would deadlock a real NCCL/gloo rendezvous.
     const t0 = clock.now();
-    const trainerSend = this.sendFromTrainer(version, syncId, worldSize, remaining());
+    const trainerSend = this.sendFromTrainer(version, syncId, worldSize, transferRemaining());
     if (reformed) {
       const masterAddress = this.deps.sessions.get(runId)?.address ?? '127.0.0.1';
       await phase('init', (admin, g) =>
         admin.initWeightTransferEngine(
           { master_address: masterAddress, master_port: this.settings.transferPort, rank_offset: offsets.get(g.id) ?? 1, world_size: worldSize },
-          remaining(),
+          transferRemaining(),
         ),
       );
       this.groupKey = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
@@ -225,13 +261,13 @@ export class WeightSyncCoordinator {
     }
 
     await Promise.all(alive.map((g) => registry.update(g.id, { state: 'syncing', updatedAtMs: clock.now() })));
-    await phase('pause', (admin) => admin.pause(this.settings.inFlightWeightUpdates ? 'keep' : 'wait', remaining()));
-    await phase('start', (admin) => admin.startWeightUpdate(remaining()));
+    await phase('pause', (admin) => admin.pause(this.settings.inFlightWeightUpdates ? 'keep' : 'wait', transferRemaining()));
+    await phase('start', (admin) => admin.startWeightUpdate(transferRemaining()));
 
     // 3. The generators receive while the trainer broadcasts.
     const [sent] = await Promise.all([
       trainerSend,
-      phase('update', (admin) => admin.updateWeights(this.updateInfo, version, remaining())),
+      phase('update', (admin) => admin.updateWeights(this.updateInfo, version, transferRemaining())),
     ]);
     phasesMs.broadcast = clock.now() - t0;
     const sentVersion = sent.ok ? sent.policyVersion : version;
@@ -260,11 +296,15 @@ export class WeightSyncCoordinator {
       await Promise.all(
         alive.map((g) => registry.update(g.id, { state: 'ready', policyVersion: sentVersion, updatedAtMs: clock.now() })),
       );
+      for (const g of alive) this.cutOffs.delete(g.id);
       if (alive.length > 0) await this.deps.queue.publishPolicyVersion(sentVersion);
       result = alive.length === 0 ? 'failed' : cutOff.length > 0 ? 'partial' : 'ok';
     }
     for (const c of cutOff) {
-      await registry.update(c.id, { state: 'unhealthy', reason: c.reason, updatedAtMs: clock.now() });
+      const previous = this.cutOffs.get(c.id)?.count ?? 0;
+      const coolDownMs = Math.min(REJOIN_MAX_MS, REJOIN_BASE_MS * 2 ** previous);
+      this.cutOffs.set(c.id, { count: previous + 1, notBeforeMs: clock.now() + coolDownMs });
+      await registry.update(c.id, { state: 'unhealthy', reason: `${c.reason} (may rejoin in ${Math.round(coolDownMs / 1000)} s)`, updatedAtMs: clock.now() });
       // Best effort: close an update it may have started (else its next
       // start_weight_update is refused) and do not leave it paused. It is
       // out of service until a full sync, so partial weights are never served.
@@ -291,6 +331,9 @@ export class WeightSyncCoordinator {
     this.reports.push(report);
     if (this.reports.length > 1000) this.reports.shift();
     log.info({ result, generators: report.generators.length, cutOff: cutOff.length, totalMs: phasesMs.total }, 'weight sync done');
+    // Gauges show the sync's outcome now, not at the next health round
+    // (there is none after the run's last sync).
+    this.observeGenerators(await registry.list());
     return report;
   }
 
@@ -339,7 +382,7 @@ export class WeightSyncCoordinator {
       members.map(async (g) => {
         let healthy = true;
         try {
-          await this.deps.admin(g.url).health(Math.min(2000, this.settings.healthIntervalMs));
+          await this.deps.admin(g.url).health(HEALTH_TIMEOUT_MS);
         } catch {
           healthy = false;
         }
@@ -350,7 +393,7 @@ export class WeightSyncCoordinator {
           await this.deps.registry.update(g.id, { state: 'unhealthy', reason: `${failures} failed health checks`, updatedAtMs: this.deps.clock.now() });
           this.groupKey = '';
           this.log.warn({ generator: g.id }, 'generator failed its health checks; out of the group');
-        } else if (healthy && g.state === 'unhealthy') {
+        } else if (healthy && g.state === 'unhealthy' && (this.cutOffs.get(g.id)?.notBeforeMs ?? 0) <= this.deps.clock.now()) {
           // Its weights are unknown: it must get a full sync before it serves.
           await this.deps.registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: this.deps.clock.now() });
           this.log.info({ generator: g.id }, 'generator healthy again; rejoins at the next sync');
@@ -369,7 +412,7 @@ export class WeightSyncCoordinator {
   private async sampleLoad(g: GeneratorRecord): Promise<void> {
     let load;
     try {
-      load = await this.deps.admin(g.url).load(Math.min(2000, this.settings.healthIntervalMs));
+      load = await this.deps.admin(g.url).load(HEALTH_TIMEOUT_MS);
     } catch {
       return;
     }

@@ -53,7 +53,7 @@ export class WeightSyncManager implements TrainerSessionListener {
     if (TERMINAL_PHASES.has(record.phase)) throw new TandemError(ErrorCode.FailedPrecondition, `run ${runId} has ended`);
     const g = await this.deps.store.generators(runId).register(id, url, this.deps.clock.now());
     await this.ensure(runId);
-    this.coordinators.get(runId)?.membershipChanged();
+    this.coordinators.get(runId)?.generatorRegistered(id);
     this.deps.log.info({ runId, generator: id, url }, 'generator registered; joins at the next sync');
     return g;
   }
@@ -103,7 +103,11 @@ export class WeightSyncManager implements TrainerSessionListener {
   private async ensure(runId: string): Promise<void> {
     if (this.coordinators.has(runId)) return;
     const record = await this.records.get(runId);
-    if (!record) return;
+    // Generators register concurrently: another call may have created the
+    // coordinator while this one read the record. A second coordinator would
+    // run its own syncs whose WeightsSent never reach it (they are routed to
+    // the one in the map), time out, and reset every generator to joining.
+    if (!record || this.coordinators.has(runId)) return;
     const coordinator = new WeightSyncCoordinator(
       {
         runId,
