@@ -44,8 +44,11 @@ if ! command -v redis-server >/dev/null; then
 fi
 command -v redis-server >/dev/null || die "redis-server is still missing after apt-get; install it and retry."
 
-if [ "${TANDEM_SETUP_PYTHON:-0}" = "1" ]; then
-  apt_install python3-grpcio python3-protobuf python3-torch python3-numpy
+if [ "${TANDEM_SETUP_TEST_DEPS:-0}" = "1" ]; then
+  # What the tests need beyond the demo: Debian's Python for the trainer
+  # agent (/usr/bin/python3), Prometheus (promtool and the scrape test),
+  # Chromium (the status-page browser test).
+  apt_install python3-grpcio python3-protobuf python3-torch python3-numpy python3-pytest protobuf-compiler prometheus chromium
 fi
 
 # --- pnpm -------------------------------------------------------------------

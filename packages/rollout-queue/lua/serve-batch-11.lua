@@ -9,10 +9,16 @@
   ARGV[1]      events channel
   ARGV[2]      step s
 
+  The payloads are not in the reply: the caller reads them with HMGET
+  (returning ~64 KiB groups through Lua copies each one twice, which cost
+  more Redis CPU than the rest of the path). Once served, a group's payload
+  stays until its step is acked or the run is closed; a caller that finds
+  one missing asks again and gets the error that explains it.
+
   Returns
-    {1, reserved(0|1), droppedStale, n, id_1..id_n, payload_1..payload_n,
-     meta_1..meta_n}  ready; meta is "minV:maxV:tokens"
-    {0, droppedStale, finishedFresh}                                        not ready yet
+    {1, reserved(0|1), droppedStale, n, id_1..id_n, meta_1..meta_n}
+                  ready; meta is "minV:maxV:tokens"
+    {0, droppedStale, finishedFresh, batchGroups}                           not ready yet
     -1   run is not open
     -2   run is complete
     -6   step s was already trained
@@ -33,8 +39,6 @@ if s > trainerStep then return -7 end
 local function reply(reserved, dropped, ids)
   local out = {1, reserved, dropped, #ids}
   for i = 1, #ids do out[#out + 1] = ids[i] end
-  local payloads = redis.call('HMGET', KEYS[7], unpack(ids))
-  for i = 1, #payloads do out[#out + 1] = payloads[i] end
   local metas = redis.call('HMGET', KEYS[6], unpack(ids))
   for i = 1, #metas do out[#out + 1] = metas[i] end
   return out
@@ -65,7 +69,7 @@ for i = 1, #candidates do
   end
 end
 if dropped > 0 then redis.call('PUBLISH', ARGV[1], 'slot') end
-if #fresh < batchGroups then return {0, dropped, #fresh} end
+if #fresh < batchGroups then return {0, dropped, #fresh, batchGroups} end
 
 for i = 1, #fresh do
   redis.call('ZREM', KEYS[4], fresh[i])

@@ -8,3 +8,4 @@ export type { RolloutRedis } from './lua-script.js';
 export * from './synthetic-group.js';
 export * from './generator-registry.js';
 export * from './run-record-store.js';
+export { ExactWriter, delimitedSize, isPlainVarint, varintSize } from './wire-writer.js';

@@ -5,7 +5,27 @@ import type { Redis } from 'ioredis';
 /** The Redis commands the rollout queue uses, and nothing else. */
 export type RolloutRedis = Pick<
   Redis,
-  'evalsha' | 'eval' | 'callBuffer' | 'hdel' | 'publish' | 'hgetall' | 'hget' | 'hmget' | 'zcard' | 'zrange' | 'llen' | 'scan' | 'del' | 'hset' | 'hsetnx' | 'lrange' | 'hlen' | 'hscan' | 'memory'
+  | 'evalsha'
+  | 'eval'
+  | 'callBuffer'
+  | 'multi'
+  | 'hmgetBuffer'
+  | 'hdel'
+  | 'publish'
+  | 'hgetall'
+  | 'hget'
+  | 'hmget'
+  | 'zcard'
+  | 'zrange'
+  | 'llen'
+  | 'scan'
+  | 'del'
+  | 'hset'
+  | 'hsetnx'
+  | 'lrange'
+  | 'hlen'
+  | 'hscan'
+  | 'memory'
 >;
 
 /** Argument to a script: strings, numbers and raw bytes. */
@@ -51,6 +71,16 @@ export class LuaScript {
       if (!isNoScript(err)) throw err;
       return redis.callBuffer('EVAL', this.source, this.numKeys, ...keys, ...args);
     }
+  }
+
+  /**
+   * Arguments of an EVAL of this script (source, not SHA) for use inside a
+   * MULTI: an EVALSHA there that meets NOSCRIPT fails at EXEC while the
+   * transaction's other commands still run, so there is no safe fallback.
+   */
+  evalArgs(keys: string[], args: ScriptArg[]): [string, number, ...ScriptArg[]] {
+    this.checkKeys(keys);
+    return [this.source, this.numKeys, ...keys, ...args];
   }
 
   private checkKeys(keys: string[]): void {

@@ -192,6 +192,10 @@ export class RolloutQueue {
    */
   async admit(options: WaitOptions): Promise<Exclude<AdmitAttempt, { kind: 'blocked' }>> {
     const deadline = this.clock.now() + options.timeoutMs;
+    // Fast path: while admission is open (a producer keeping up), no waiter
+    // (timer, abort listener) is set up per group only to be cancelled.
+    const first = await this.tryAdmit();
+    if (first.kind !== 'blocked') return first;
     for (;;) {
       const woken = this.events.waiter(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
       let attempt: AdmitAttempt;
@@ -217,16 +221,30 @@ export class RolloutQueue {
     }
   }
 
-  /** Stores a finished, validated group (see encodePromptGroup). */
+  /**
+   * Stores a finished, validated group (see encodePromptGroup). One MULTI:
+   * the payload is staged with HSETNX and the script decides (see
+   * complete-10.lua), so the ~64 KiB never pass through Lua.
+   */
   async complete(group: EncodedGroup): Promise<CompleteResult> {
-    const reply = await scripts.complete.run(this.redis, this.keys.common, [
-      this.keys.events,
-      group.groupId,
-      group.minPolicyVersion,
-      group.maxPolicyVersion,
-      group.tokens,
-      group.payload,
-    ]);
+    const results = await this.redis
+      .multi()
+      .hsetnx(this.keys.payload, group.groupId, group.payload)
+      .eval(
+        ...scripts.complete.evalArgs(this.keys.common, [
+          this.keys.events,
+          group.groupId,
+          group.minPolicyVersion,
+          group.maxPolicyVersion,
+          group.tokens,
+        ]),
+      )
+      .exec();
+    const [staged, script] = results ?? [];
+    if (!staged || !script) throw new TandemError(ErrorCode.Internal, `completing group ${group.groupId} of run ${this.runId}: transaction aborted`);
+    if (staged[0]) throw staged[0];
+    if (script[0]) throw script[0];
+    const reply = script[1];
     if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId, groupId: group.groupId });
     const r = reply as [number, number];
     return { targetStep: Number(r[1]), droppedStale: r[0] === 2 };
@@ -259,40 +277,64 @@ export class RolloutQueue {
 
   /** One attempt to serve the batch for `step`; never blocks. */
   async tryServeBatch(step: number): Promise<ServeAttempt> {
+    return (await this.serveOnce(step)).attempt;
+  }
+
+  /** {@link tryServeBatch}, plus how many more groups must finish before the batch can be ready. */
+  private async serveOnce(step: number): Promise<{ attempt: ServeAttempt; groupsMissing: number }> {
+    // The script serves ids; payloads are read after it (see serve-batch-11.lua).
+    // A payload can only vanish in between when the step was acked or the run
+    // closed meanwhile: asking the script again then answers why. A second
+    // miss means the run's state is damaged.
+    for (let round = 0; ; round++) {
+      const served = await this.serveIds(step);
+      if (served.attempt.kind !== 'ready') return served;
+      const batch = served.attempt.batch;
+      const payloads = batch.groupIds.length > 0 ? await this.redis.hmgetBuffer(this.keys.payload, ...batch.groupIds) : [];
+      const missing = payloads.findIndex((p) => !Buffer.isBuffer(p) || p.byteLength === 0);
+      if (missing < 0) {
+        batch.payloads = payloads as Buffer[];
+        return served;
+      }
+      // Never serve a hole.
+      if (round > 0) throw new TandemError(ErrorCode.Internal, `group ${batch.groupIds[missing]} of run ${this.runId} has no payload`);
+    }
+  }
+
+  private async serveIds(step: number): Promise<{ attempt: ServeAttempt; groupsMissing: number }> {
     const reply = await scripts.serveBatch.runBuffer(this.redis, [...this.keys.common, this.keys.batch(step)], [
       this.keys.events,
       step,
     ]);
     if (typeof reply === 'number') {
-      if (reply === -2) return { kind: 'ended', state: 'complete' };
-      if (reply === -1) return { kind: 'ended', state: 'closed' };
+      if (reply === -2) return { attempt: { kind: 'ended', state: 'complete' }, groupsMissing: 0 };
+      if (reply === -1) return { attempt: { kind: 'ended', state: 'closed' }, groupsMissing: 0 };
       throw scriptError(reply, { runId: this.runId, step });
     }
     const r = reply as Array<number | Buffer>;
-    if (r[0] === 0) return { kind: 'not_ready', droppedStale: Number(r[1]), freshFinished: Number(r[2]) };
+    if (r[0] === 0) {
+      const freshFinished = Number(r[2]);
+      return {
+        attempt: { kind: 'not_ready', droppedStale: Number(r[1]), freshFinished },
+        groupsMissing: Math.max(1, Number(r[3] ?? freshFinished + 1) - freshFinished),
+      };
+    }
     const n = Number(r[3]);
     const groupIds = r.slice(4, 4 + n).map((b) => b.toString());
-    const payloads = r.slice(4 + n, 4 + 2 * n);
-    const metas = r.slice(4 + 2 * n, 4 + 3 * n).map((b) => String(b).split(':').map(Number));
-    payloads.forEach((p, i) => {
-      // Validate on the way out too: a missing payload means the run's state
-      // was damaged (e.g. a key deleted by hand); never serve a hole.
-      if (!Buffer.isBuffer(p) || p.byteLength === 0) {
-        throw new TandemError(ErrorCode.Internal, `group ${groupIds[i]} of run ${this.runId} has no payload`);
-      }
-    });
-    return {
+    const metas = r.slice(4 + n, 4 + 2 * n).map((b) => String(b).split(':').map(Number));
+    const attempt: ServeAttempt = {
       kind: 'ready',
       batch: {
         step,
         groupIds,
-        payloads: payloads as Buffer[],
+        payloads: [],
         minPolicyVersions: metas.map((m) => m[0] ?? 0),
         tokens: metas.map((m) => m[2] ?? 0),
         reserved: r[1] === 1,
         droppedStale: Number(r[2]),
       },
     };
+    return { attempt, groupsMissing: 0 };
   }
 
   /**
@@ -306,8 +348,9 @@ export class RolloutQueue {
     for (;;) {
       const woken = this.events.waiter(this.keys.events, Math.min(RECHECK_MS, deadline - this.clock.now()), options.signal);
       let attempt: ServeAttempt;
+      let groupsMissing: number;
       try {
-        attempt = await this.tryServeBatch(step);
+        ({ attempt, groupsMissing } = await this.serveOnce(step));
       } catch (err) {
         woken.cancel();
         throw err;
@@ -326,6 +369,10 @@ export class RolloutQueue {
         woken.cancel();
         return { ...attempt, droppedStale: dropped };
       }
+      // Only a finished group can complete the batch, one per "finished"
+      // event: checking again before `groupsMissing` of them arrived would
+      // find it not ready again (any other event still wakes us at once).
+      woken.untilFinished(groupsMissing);
       await woken.promise;
     }
   }

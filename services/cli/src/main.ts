@@ -35,7 +35,15 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo':
       if (help) return usage(DEMO_USAGE);
-      return demoCommand(rest, log, abort.signal).then((code) => (abort.signal.aborted ? 130 : code));
+      // Ctrl-C cancels the run, so the demo ends in an error ("run ... ended
+      // Cancelled"): that is the interrupt, not a failure, and exits 130.
+      return demoCommand(rest, log, abort.signal).then(
+        (code) => (abort.signal.aborted ? 130 : code),
+        (err: unknown) => {
+          if (abort.signal.aborted) return 130;
+          throw err;
+        },
+      );
     case 'up':
       if (help) return usage(UP_USAGE);
       return upCommand(rest, log, abort.signal);

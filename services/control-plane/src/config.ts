@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseOrThrow } from '@tandem/common';
+import { loadKubernetesConfig, type KubernetesConfig } from './kubernetes/kubernetes-config.js';
 
 const port = z.coerce.number().int().min(0).max(65_535);
 
@@ -29,9 +30,10 @@ export const ControlPlaneEnv = z.object({
   /**
    * Where run workloads go: `local` starts simulated runs' processes as
    * children (runs without spec.simulation are external either way);
+   * `kubernetes` reconciles RLRun objects into pods (docs/kubernetes.md);
    * `none` starts nothing. @default local
    */
-  TANDEM_RUNTIME: z.enum(['local', 'none']).default('local'),
+  TANDEM_RUNTIME: z.enum(['local', 'kubernetes', 'none']).default('local'),
   /** Largest HTTP request body accepted. @default 4194304 */
   TANDEM_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
 });
@@ -48,7 +50,9 @@ export interface ControlPlaneConfig {
   maxRequestBytes: number;
   transferPort: number;
   generatorHealthIntervalMs: number;
-  runtime: 'local' | 'none';
+  runtime: 'local' | 'kubernetes' | 'none';
+  /** Settings of the kubernetes runtime (TANDEM_RUNTIME=kubernetes only). */
+  kubernetes?: KubernetesConfig;
 }
 
 /** Parses the environment; throws INVALID_ARGUMENT naming each bad variable. */
@@ -66,5 +70,8 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
     transferPort: e.TANDEM_TRANSFER_PORT,
     generatorHealthIntervalMs: e.TANDEM_GENERATOR_HEALTH_INTERVAL_MS,
     runtime: e.TANDEM_RUNTIME,
+    ...(e.TANDEM_RUNTIME === 'kubernetes'
+      ? { kubernetes: loadKubernetesConfig(env, { redisUrl: e.TANDEM_REDIS_URL, keyPrefix: e.TANDEM_KEY_PREFIX, transferPort: e.TANDEM_TRANSFER_PORT }) }
+      : {}),
   };
 }

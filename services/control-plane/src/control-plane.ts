@@ -1,7 +1,7 @@
 import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
 import type { Server as HttpServer } from 'node:http';
 import { systemClock, type Clock, type Logger } from '@tandem/common';
-import { RunServiceService, TrainerServiceService } from '@tandem/protocol';
+import { RunServiceService } from '@tandem/protocol';
 import { RolloutStore } from '@tandem/rollout-queue';
 import type { ControlPlaneConfig } from './config.js';
 import { ControlPlaneMetrics } from './metrics/control-plane-metrics.js';
@@ -10,11 +10,12 @@ import { TrainerBroker } from './broker/trainer-broker.js';
 import { TrainerSessions } from './broker/trainer-sessions.js';
 import { createHttpApi, boundPort } from './api/http-server.js';
 import { runServiceHandlers } from './api/run-service-grpc.js';
-import { trainerServiceHandlers } from './api/trainer-service-grpc.js';
+import { trainerServiceDefinition, trainerServiceHandlers } from './api/trainer-service-grpc.js';
 import { WeightSyncManager } from './sync/weight-sync-manager.js';
 import type { VllmAdmin } from './sync/vllm-admin-client.js';
 import { LocalRuntime, type LocalScripts } from './runtime/local-runtime.js';
 import type { RunRuntime } from './runtime/run-runtime.js';
+import { createKubernetesRuntime, type KubeApi, type KubernetesRuntime } from './kubernetes/index.js';
 
 /** Injectable collaborators; real ones are made when omitted. */
 export interface ControlPlaneDeps {
@@ -26,6 +27,8 @@ export interface ControlPlaneDeps {
   vllmAdmin?: (url: string) => VllmAdmin;
   /** Overrides for the local runtime (tests). */
   local?: { scripts?: LocalScripts; workerEnv?: Record<string, string> };
+  /** Kubernetes client for TANDEM_RUNTIME=kubernetes (tests inject one for a fake apiserver). */
+  kubeApi?: KubeApi;
 }
 
 /** Addresses the control plane listens on. */
@@ -50,6 +53,8 @@ export class ControlPlane {
   readonly syncs: WeightSyncManager;
   /** The local runtime, when TANDEM_RUNTIME=local. */
   readonly local: LocalRuntime | undefined;
+  /** The kubernetes runtime, when TANDEM_RUNTIME=kubernetes. */
+  readonly kubernetes: KubernetesRuntime | undefined;
   private readonly config: ControlPlaneConfig;
   private readonly log: Logger;
   private readonly http: HttpServer;
@@ -95,7 +100,10 @@ export class ControlPlane {
             ...(deps.local?.workerEnv ? { workerEnv: deps.local.workerEnv } : {}),
           })
         : undefined;
-    const runtime: RunRuntime | undefined = this.local;
+    this.kubernetes = config.kubernetes
+      ? createKubernetesRuntime(config.kubernetes, { runs: () => this.runs, syncs: this.syncs, store, keyPrefix: config.keyPrefix, metrics: this.metrics, clock, log: deps.log, ...(deps.kubeApi ? { api: deps.kubeApi } : {}) })
+      : undefined;
+    const runtime: RunRuntime | undefined = this.local ?? this.kubernetes;
     this.runs = new RunManager({
       store,
       metrics: this.metrics,
@@ -103,6 +111,7 @@ export class ControlPlane {
       log: deps.log,
       keyPrefix: config.keyPrefix,
       ...(runtime ? { runtime } : {}),
+      ...(this.kubernetes ? { declarations: this.kubernetes.declarations } : {}),
       onRunEnded: async (runId, phase, message) => {
         this.sessions.endRun(runId, phase, message);
         await this.syncs.stopRun(runId);
@@ -129,7 +138,7 @@ export class ControlPlane {
     this.grpc = new GrpcServer({ 'grpc.max_receive_message_length': MAX_GRPC_RECEIVE_BYTES });
     this.grpc.addService(RunServiceService, runServiceHandlers(this.runs));
     this.grpc.addService(
-      TrainerServiceService,
+      trainerServiceDefinition,
       trainerServiceHandlers({
         broker: this.broker,
         sessions: this.sessions,
@@ -168,6 +177,7 @@ export class ControlPlane {
     this.addresses = { httpUrl: `http://${host}:${boundPort(this.http)}`, grpcAddress: `${host}:${grpcPort}` };
     await this.syncs.resumeOpenRuns();
     const resumed = await this.runs.resumeOpenRuns();
+    this.kubernetes?.start();
     this.log.info({ ...this.addresses, resumedRuns: resumed }, 'control plane listening');
     return this.addresses;
   }
@@ -175,6 +185,7 @@ export class ControlPlane {
   /** Stops serving, stops admission, closes connections. */
   async stop(): Promise<void> {
     this.sessions.closeAll();
+    await this.kubernetes?.stop();
     await this.syncs.stop();
     await this.runs.stop();
     await this.local?.stop();

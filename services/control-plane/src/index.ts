@@ -11,3 +11,4 @@ export * from './sync/weight-sync-manager.js';
 export * from './sync/weight-sync-coordinator.js';
 export * from './sync/vllm-admin-client.js';
 export * from './runtime/embedded-redis.js';
+export * from './metrics/metrics-catalog.js';

@@ -71,7 +71,8 @@ export class RolloutWorker {
   }
 
   async process(job: PromptJob, signal: AbortSignal): Promise<JobOutcome> {
-    const log = this.deps.log.child({ groupId: job.groupId, targetStep: job.targetStep });
+    // `step` as in the control plane's batch logs, so one step's lines join up.
+    const log = this.deps.log.child({ groupId: job.groupId, step: job.targetStep });
     let completions: GeneratedCompletion[];
     let rewards: number[];
     try {
@@ -106,7 +107,10 @@ export class RolloutWorker {
       const encoded = encodePromptGroup(group, { groupSize: this.settings.groupSize, maxTokens: this.settings.maxTokens });
       const result = await this.deps.queue.complete(encoded);
       if (result.droppedStale) {
-        log.warn({ minPolicyVersion: group.minPolicyVersion }, 'group finished too old for its target step; dropped');
+        // Name the generators that served too old a version: the ones to look at.
+        const k = this.settings.maxTrajectoryAgeSteps;
+        const generators = [...new Set(completions.filter((c) => job.targetStep - c.minVersion > k).map((c) => c.generator))];
+        log.warn({ minPolicyVersion: group.minPolicyVersion, generators }, 'group finished too old for its target step; dropped');
         return 'dropped_stale';
       }
       return 'completed';

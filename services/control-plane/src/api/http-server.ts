@@ -8,6 +8,7 @@ import type { RunManager } from '../runs/run-manager.js';
 import type { WeightSyncManager } from '../sync/weight-sync-manager.js';
 import { toHttpError } from './http-errors.js';
 import { runToProto } from './run-proto.js';
+import { createStatusPage } from './status-page.js';
 
 /** Collaborators of the HTTP API. */
 export interface HttpApiDeps {
@@ -33,10 +34,12 @@ const ScaleBody = z.strictObject({ generators: z.number().int().min(0).max(4096)
 
 /**
  * The HTTP/JSON API: the RunService operations under /v1/runs (same
- * validation and same Run shape as gRPC), /metrics, /healthz and /readyz.
+ * validation and same Run shape as gRPC), /metrics, /healthz and /readyz,
+ * and the status page (/ui, status-page.ts).
  */
 export function createHttpApi(deps: HttpApiDeps): Server {
   const { runs, log } = deps;
+  const statusPage = createStatusPage({ runs, registry: deps.registry });
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
   });
@@ -103,6 +106,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       }
       return methodNotAllowed(method, path);
     }
+    if (await statusPage.handle(req, res, path, method)) return; // GET /ui, GET /v1/runs/{id}/stats
     throw new TandemError(ErrorCode.NotFound, `no route for ${method} ${path}`);
   }
 

@@ -3,10 +3,12 @@ import { TandemError, type Logger } from '@tandem/common';
 import {
   BatchState,
   ControlMessage,
+  PullBatchResponse,
+  TrainerServiceService,
   type TrainerMessage,
   type TrainerServiceServer,
 } from '@tandem/protocol';
-import { RunRecordStore, type RolloutStore } from '@tandem/rollout-queue';
+import { ExactWriter, RunRecordStore, delimitedSize, isPlainVarint, varintSize, type RolloutStore } from '@tandem/rollout-queue';
 import type { TrainerBroker } from '../broker/trainer-broker.js';
 import type { TrainerSessions } from '../broker/trainer-sessions.js';
 import { toGrpcError } from './grpc-errors.js';
@@ -130,6 +132,77 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
       });
     },
   };
+}
+
+/**
+ * The TrainerService definition to serve: the generated one, with PullBatch
+ * responses serialized by {@link serializePullBatchResponse}. A batch is
+ * batchGroups × ~64 KiB of stored bytes; the generated serializer grows its
+ * buffer by doubling, copies the result in `finish()` and again in
+ * `Buffer.from`, which made it the control plane's largest CPU cost.
+ */
+export const trainerServiceDefinition: typeof TrainerServiceService = {
+  ...TrainerServiceService,
+  pullBatch: { ...TrainerServiceService.pullBatch, responseSerialize: serializePullBatchResponse },
+};
+
+/** Largest response whose serialization buffer is kept for the next one. */
+const MAX_RETAINED_BYTES = 64 * 1024 * 1024;
+let scratch: Buffer | undefined;
+
+/**
+ * The PullBatch serializer grpc-js calls. grpc-js copies what a serializer
+ * returns into its own framed message before `serialize` returns to it
+ * (ServerInterceptingCall.serializeMessage, grpc-js 1.14, pinned), and
+ * never looks at the returned buffer again; so the bytes are written into
+ * one buffer kept for the next response instead of a fresh 4 MiB each time.
+ * Fresh memory is not free: the kernel maps it page by page on first write,
+ * and on the VMs we measured (docs/benchmarks.md) a page fault costs ~15 µs,
+ * which made these allocations a quarter of the control plane's CPU time.
+ * trainer-service-grpc.test.ts checks the copy-before-return behaviour over
+ * a real server.
+ */
+export function serializePullBatchResponse(value: PullBatchResponse): Buffer {
+  const size = pullBatchResponseSize(value);
+  if (size === undefined) return Buffer.from(PullBatchResponse.encode(value).finish());
+  if (size > MAX_RETAINED_BYTES) return writePullBatchResponse(value, new ExactWriter(size));
+  if (!scratch || scratch.byteLength < size) scratch = Buffer.allocUnsafeSlow(Math.max(size, scratch?.byteLength ?? 0));
+  return writePullBatchResponse(value, new ExactWriter(size, scratch));
+}
+
+/**
+ * `Buffer.from(PullBatchResponse.encode(value).finish())`, byte for byte,
+ * with each group's stored bytes copied once into a buffer of the exact size.
+ */
+export function encodePullBatchResponse(value: PullBatchResponse): Buffer {
+  const size = pullBatchResponseSize(value);
+  if (size === undefined) return Buffer.from(PullBatchResponse.encode(value).finish());
+  return writePullBatchResponse(value, new ExactWriter(size));
+}
+
+/** Encoded size, or undefined for values the exact writer does not handle (the generated encoder does). */
+function pullBatchResponseSize(value: PullBatchResponse): number | undefined {
+  if (!isPlainVarint(value.step) || !isPlainVarint(value.state) || !isPlainVarint(value.droppedStale) || value.droppedStale > 0xffffffff) {
+    return undefined;
+  }
+  let size = 0;
+  if (value.runId !== '') size += delimitedSize(Buffer.byteLength(value.runId, 'utf8'));
+  if (value.step !== 0) size += 1 + varintSize(value.step);
+  if (value.state !== 0) size += 1 + varintSize(value.state);
+  for (const g of value.groups) size += delimitedSize(g.byteLength);
+  if (value.droppedStale !== 0) size += 1 + varintSize(value.droppedStale);
+  if (value.reserved) size += 2;
+  return size;
+}
+
+function writePullBatchResponse(value: PullBatchResponse, w: ExactWriter): Buffer {
+  if (value.runId !== '') w.tag(10).string(value.runId, Buffer.byteLength(value.runId, 'utf8'));
+  if (value.step !== 0) w.tag(16).varint(value.step);
+  if (value.state !== 0) w.tag(24).varint(value.state);
+  for (const g of value.groups) w.tag(34).bytes(g);
+  if (value.droppedStale !== 0) w.tag(40).varint(value.droppedStale);
+  if (value.reserved) w.tag(48).varint(1);
+  return w.finish();
 }
 
 /** Host part of a grpc-js peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678", "1.2.3.4:5678"). */

@@ -69,6 +69,24 @@ export class ControlPlaneMetrics {
     labelNames: ['run'],
     registers: [this.registry],
   });
+  readonly queueCapacity = new Gauge({
+    name: 'tandem_queue_capacity_groups',
+    help: 'Finished plus in-flight prompt groups a run may hold at once (async.queueCapacityGroups).',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly maxTrajectoryAge = new Gauge({
+    name: 'tandem_max_trajectory_age_steps',
+    help: 'The staleness bound k of a run (async.maxTrajectoryAgeSteps), for comparing ages against it.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
+  readonly runOpen = new Gauge({
+    name: 'tandem_run_open',
+    help: '1 while a run is open (admitting, generating, training), 0 once it ended; alerts ignore the gauges ended runs leave.',
+    labelNames: ['run'],
+    registers: [this.registry],
+  });
   readonly admissionWait = new Histogram({
     name: 'tandem_admission_wait_seconds',
     help: 'Time an admission waited for the staleness bound or queue capacity.',
@@ -137,7 +155,13 @@ export class ControlPlaneMetrics {
   private readonly lastLedger = new Map<string, QueueSnapshot['ledger']>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'tandem_control_plane_' });
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'tandem_control_plane_' });
+      // prom-client exports three gauges named like counters, which
+      // `promtool check metrics` rejects; the same figures stay, by type
+      // (…_nodejs_active_handles{type} and the like).
+      for (const kind of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`tandem_control_plane_nodejs_active_${kind}_total`);
+    }
   }
 
   /** Brings the gauges and ledger counters of one run up to date. */
@@ -146,6 +170,9 @@ export class ControlPlaneMetrics {
     this.inFlight.set({ run }, snap.inFlight);
     this.policyVersion.set({ run }, snap.policyVersion);
     this.trainerStep.set({ run }, snap.trainerStep);
+    this.queueCapacity.set({ run }, snap.settings.capacityGroups);
+    this.maxTrajectoryAge.set({ run }, snap.settings.maxTrajectoryAgeSteps);
+    this.runOpen.set({ run }, snap.state === 'open' ? 1 : 0);
     const prev = this.lastLedger.get(run);
     const l = snap.ledger;
     const delta = (now: number, before: number | undefined): number => Math.max(0, now - (before ?? 0));
@@ -178,7 +205,7 @@ export class ControlPlaneMetrics {
 
   /** Removes every series of a run (after it is deleted). */
   forgetRun(run: string): void {
-    for (const m of [this.trajectoryAge, this.groupsAdmitted, this.tokensWasted, this.tokensTrained, this.queueDepth, this.inFlight, this.policyVersion, this.trainerStep, this.admissionWait, this.trainerWait]) {
+    for (const m of [this.trajectoryAge, this.groupsAdmitted, this.tokensWasted, this.tokensTrained, this.queueDepth, this.inFlight, this.policyVersion, this.trainerStep, this.queueCapacity, this.maxTrajectoryAge, this.runOpen, this.admissionWait, this.trainerWait]) {
       m.remove({ run });
     }
     for (const outcome of ['trained', 'dropped_stale', 'failed', 'cancelled']) this.groups.remove({ run, outcome });

@@ -102,7 +102,7 @@ export class Admitter {
         await this.enqueue(a.groupId, a.promptId, a.targetStep, a.policyVersion);
       } catch (err) {
         // The sweep re-enqueues it; admission state in Redis is the truth.
-        log.error({ err, groupId: a.groupId }, 'enqueue failed');
+        log.error({ err, groupId: a.groupId, step: a.targetStep }, 'enqueue failed');
       }
       waitStart = clock.now();
     }

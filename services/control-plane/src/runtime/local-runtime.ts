@@ -191,7 +191,7 @@ export class LocalRuntime implements RunRuntime {
       script: this.scripts.generator,
       args: ['--host', '127.0.0.1', '--port', '0', '--seed', String(seed), ...this.simArgs(run)],
       env: { TANDEM_LOG_LEVEL: 'warn' },
-      log: this.deps.log,
+      log: this.deps.log.child({ runId: run.record.id, generator: id }),
       onExit: (code, signal) => this.onCrash(run, id, 'generator', `${code ?? signal}`, () => this.startGenerator(run, id)),
     });
     run.generators.set(id, proc);
@@ -220,7 +220,7 @@ export class LocalRuntime implements RunRuntime {
         TANDEM_PROBE_AFTER_MS: '500',
         ...this.deps.workerEnv,
       },
-      log: this.deps.log,
+      log: this.deps.log.child({ runId: run.record.id }),
       onExit: (code, signal) => {
         if (code === 0) return; // it saw the run end and stopped by itself
         this.onCrash(run, name, 'rollout-worker', `${code ?? signal}`, async () => {
@@ -248,7 +248,7 @@ export class LocalRuntime implements RunRuntime {
       script: this.scripts.trainer,
       args,
       env: { TANDEM_LOG_LEVEL: 'warn' },
-      log: this.deps.log,
+      log: this.deps.log.child({ runId: run.record.id }),
       onEvent: (event) => {
         if (event.event === 'done') run.trainerReport = event;
       },
@@ -265,7 +265,7 @@ export class LocalRuntime implements RunRuntime {
 
   private onCrash(run: LocalRun, name: string, role: string, how: string, restart: () => Promise<void>): void {
     if (run.stopping) return;
-    const log = this.deps.log.child({ runId: run.record.id, process: name });
+    const log = this.deps.log.child({ runId: run.record.id, process: name, ...(role === 'generator' ? { generator: name } : {}) });
     const count = (run.restarts[role] ?? 0) + 1;
     run.restarts[role] = count;
     const max = run.record.spec.failurePolicy.maxRestarts;

@@ -36,6 +36,13 @@ export interface SimulatedTrainerDeps {
 /** Consecutive "your step is out of date" answers tolerated before giving up. */
 const MAX_RESYNCS = 5;
 
+/**
+ * After a commit, how long the trainer waits for the SendWeights that its
+ * WeightsReady triggers before it trains on (wall time, as in the trainer
+ * agent's `sync_grace_s`).
+ */
+const SYNC_GRACE_MS = 2000;
+
 /** A batch the control plane served, with what it took to get it. */
 interface ServedBatch {
   response: PullBatchResponse;
@@ -74,6 +81,10 @@ export class SimulatedTrainer {
   private transferGroupId: string | undefined;
   /** Training and broadcasting share the GPU: one at a time. */
   private gpu: Promise<void> = Promise.resolve();
+  /** Whether any SendWeights arrived: then generators exist, and a commit waits for the next one. */
+  private generatorsSeen = false;
+  /** Resolved with the broadcast of the first SendWeights after the last commit. */
+  private nextBroadcast: { promise: Promise<Promise<void>>; resolve: (sent: Promise<void>) => void } | undefined;
   private started = false;
 
   constructor(deps: SimulatedTrainerDeps) {
@@ -204,9 +215,11 @@ export class SimulatedTrainer {
         clock: this.deps.clock,
         log: this.log,
         onSendWeights: (command, session) => {
-          this.broadcast(command, session).catch((err: unknown) =>
+          this.generatorsSeen = true;
+          const sent = this.broadcast(command, session).catch((err: unknown) =>
             this.log.warn({ err, policyVersion: command.policyVersion }, 'simulated weight broadcast failed'),
           );
+          this.nextBroadcast?.resolve(sent);
         },
       },
       { runId: this.config.runId, trainerId: this.config.trainerId, policyVersion: this.policyVersion, simulated: true },
@@ -266,6 +279,8 @@ export class SimulatedTrainer {
       };
       if ((await this.ack(session, this.pendingAck, onProgress)) === 'run_ended') return this.ended(session);
       onAcked();
+      // After the last step the run is over: nobody asks for those weights.
+      if (step + 1 < welcome.maxSteps) await this.syncGrace(session);
       step++;
     }
     return 'finished';
@@ -376,6 +391,11 @@ export class SimulatedTrainer {
     this.pendingAck = undefined;
     this.policyVersion = s.step + 1;
     this.stats.push(s);
+    // Armed before WeightsReady goes out: the SendWeights it triggers may
+    // arrive while the checkpoint is written.
+    let resolve: (sent: Promise<void>) => void = () => undefined;
+    const promise = new Promise<Promise<void>>((r) => (resolve = r));
+    this.nextBroadcast = { promise, resolve };
     session.send(TrainerMessage.fromPartial({ kind: { $case: 'weightsReady', weightsReady: { policyVersion: this.policyVersion } } }));
     await this.deps.checkpoints?.save({
       format: 1,
@@ -458,6 +478,29 @@ export class SimulatedTrainer {
       'weights sent (simulated)',
     );
     reply(true, '', held);
+  }
+
+  /**
+   * Like the trainer agent: right after a commit, give the coordinator a
+   * moment to ask for the new weights and send them before training the
+   * next step. Otherwise the next step takes the GPU first, the broadcast
+   * waits a whole step behind it, and the generators, paused for the
+   * update, wait with it: generation would stop for every training step.
+   */
+  private async syncGrace(session: AttachSession): Promise<void> {
+    const next = this.nextBroadcast;
+    if (!next || !this.generatorsSeen || session.runEnded) return;
+    const grace = new AbortController();
+    const sent = await Promise.race([
+      next.promise,
+      this.deps.clock.sleep(SYNC_GRACE_MS, AbortSignal.any([grace.signal, this.stopper.signal])).then(
+        () => undefined,
+        () => undefined,
+      ),
+    ]);
+    grace.abort();
+    if (this.nextBroadcast === next) this.nextBroadcast = undefined;
+    await sent;
   }
 
   private onGpu<T>(work: () => Promise<T>): Promise<T> {
