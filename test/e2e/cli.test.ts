@@ -94,6 +94,7 @@ describe('tandem demo --json', () => {
   }, 420_000);
 });
 
+// The tests below share one `tandem up` and run in order: later ones see the runs earlier ones made.
 describe('tandem runs ... against tandem up', () => {
   let redis: RedisServerHandle;
   let up: TandemUp;
@@ -189,17 +190,21 @@ describe('tandem runs ... against tandem up', () => {
     expect(run.spec.reward.kind).toBe('exact_match');
     expect(['Pending', 'Running']).toContain(run.status.phase);
 
-    const listed = await runs('list', '-o', 'json');
+    // Independent reads, run side by side.
+    const [listed, table, yaml, one] = await Promise.all([
+      runs('list', '-o', 'json'),
+      runs('list'),
+      runs('get', 'cli-json', '-o', 'yaml'),
+      runs('get', 'cli-json', '-o', 'table'),
+    ]);
     expect(listed.code, listed.stderr).toBe(0);
     expect((JSON.parse(listed.stdout) as Array<{ id: string }>).map((r) => r.id).sort()).toEqual(['cli-json', 'cli-yaml']);
-    const table = await runs('list');
     expect(table.code, table.stderr).toBe(0);
     const rows = table.stdout.trimEnd().split('\n');
     expect(rows[0]).toMatch(/^ID\s+PHASE\s/);
     expect(rows.slice(1).map((r) => r.split(/\s+/)[0]).sort()).toEqual(['cli-json', 'cli-yaml']);
     expect(rows.find((r) => r.startsWith('cli-yaml'))).toMatch(/^cli-yaml\s+Succeeded\s+3\/3\s/);
 
-    const yaml = await runs('get', 'cli-json', '-o', 'yaml');
     expect(yaml.code, yaml.stderr).toBe(0);
     expect(yaml.stdout.trimStart().startsWith('{')).toBe(false);
     expect(yaml.stdout).toMatch(/^id: cli-json$/m);
@@ -207,7 +212,6 @@ describe('tandem runs ... against tandem up', () => {
     expect(yaml.stdout).toMatch(/^ {2}maxSteps: 5$/m);
     expect(yaml.stdout).toMatch(/^status:$/m);
     expect(yaml.stdout).toMatch(/^ {2}phase: (Pending|Running)$/m);
-    const one = await runs('get', 'cli-json', '-o', 'table');
     expect(one.code, one.stderr).toBe(0);
     const oneRows = one.stdout.trimEnd().split('\n');
     expect(oneRows).toHaveLength(2);

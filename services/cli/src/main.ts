@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 import { TandemError, createLogger } from '@tandem/common';
-import { DEMO_USAGE, demoCommand } from './commands/demo-command.js';
-import { UP_USAGE, upCommand } from './commands/up-command.js';
-import { RUNS_USAGE, runsCommand } from './commands/runs-command.js';
-import { TOP_USAGE, topCommand } from './commands/top-command.js';
 import { UsageError } from './commands/options.js';
+
+// Commands are imported when used: `demo` and `up` load the whole control
+// plane, which `runs` and `top` (thin HTTP clients) should not pay for.
+const demo = () => import('./commands/demo-command.js');
+const up = () => import('./commands/up-command.js');
+const runs = () => import('./commands/runs-command.js');
+const top = () => import('./commands/top-command.js');
 
 const USAGE = `tandem: asynchronous RL fine-tuning control plane
 
@@ -34,25 +37,25 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   switch (command) {
     case 'demo':
-      if (help) return usage(DEMO_USAGE);
+      if (help) return usage((await demo()).DEMO_USAGE);
       // Ctrl-C cancels the run, so the demo ends in an error ("run ... ended
       // Cancelled"): that is the interrupt, not a failure, and exits 130.
-      return demoCommand(rest, log, abort.signal).then(
-        (code) => (abort.signal.aborted ? 130 : code),
+      return (await demo()).demoCommand(rest, log, abort.signal).then(
+        (code: number) => (abort.signal.aborted ? 130 : code),
         (err: unknown) => {
           if (abort.signal.aborted) return 130;
           throw err;
         },
       );
     case 'up':
-      if (help) return usage(UP_USAGE);
-      return upCommand(rest, log, abort.signal);
+      if (help) return usage((await up()).UP_USAGE);
+      return (await up()).upCommand(rest, log, abort.signal);
     case 'runs':
-      if (help || rest.length === 0) return usage(RUNS_USAGE);
-      return runsCommand(rest);
+      if (help || rest.length === 0) return usage((await runs()).RUNS_USAGE);
+      return (await runs()).runsCommand(rest);
     case 'top':
-      if (help) return usage(TOP_USAGE);
-      return topCommand(rest, abort.signal);
+      if (help) return usage((await top()).TOP_USAGE);
+      return (await top()).topCommand(rest, abort.signal);
     case undefined:
     case 'help':
     case '--help':

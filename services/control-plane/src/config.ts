@@ -71,7 +71,7 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
     generatorHealthIntervalMs: e.TANDEM_GENERATOR_HEALTH_INTERVAL_MS,
     runtime: e.TANDEM_RUNTIME,
     ...(e.TANDEM_RUNTIME === 'kubernetes'
-      ? { kubernetes: loadKubernetesConfig(env, { redisUrl: e.TANDEM_REDIS_URL, keyPrefix: e.TANDEM_KEY_PREFIX, transferPort: e.TANDEM_TRANSFER_PORT }) }
+      ? { kubernetes: loadKubernetesConfig(env, { redisUrl: e.TANDEM_REDIS_URL, keyPrefix: e.TANDEM_KEY_PREFIX, transferPort: e.TANDEM_TRANSFER_PORT, grpcPort: e.TANDEM_GRPC_PORT }) }
       : {}),
   };
 }

@@ -48,6 +48,8 @@ interface GeneratedCompletion extends Completion {
   minVersion: number;
   maxVersion: number;
   generator: string;
+  /** The prompt as the generator tokenised it (vLLM `prompt_token_ids`). */
+  promptTokenIds: number[] | undefined;
 }
 
 /**
@@ -91,7 +93,9 @@ export class RolloutWorker {
       targetStep: job.targetStep,
       minPolicyVersion: Math.min(...completions.map((c) => c.minVersion)),
       maxPolicyVersion: Math.max(...completions.map((c) => c.maxVersion)),
-      promptTokenIds: packInt32(job.promptTokenIds ?? []),
+      // Datasets of text prompts carry no ids: keep the generator's own
+      // tokenisation, which is what the trainer needs to score the prompt.
+      promptTokenIds: packInt32(job.promptTokenIds ?? completions.find((c) => c.promptTokenIds)?.promptTokenIds ?? []),
       promptText: job.prompt,
       trajectories: completions.map((c, i) => ({
         tokenIds: packInt32(c.tokenIds),
@@ -164,7 +168,7 @@ export class RolloutWorker {
         const maxVersion = Math.max(minVersion, result.reportedMaxVersion ?? (await pool.versionOf(lease.id)) ?? lease.policyVersion);
         lease.release('ok');
         stats.request(lease.id, 'ok', completion.tokenIds.length, clock.now() - started);
-        return { ...completion, minVersion, maxVersion, generator: lease.id };
+        return { ...completion, minVersion, maxVersion, generator: lease.id, promptTokenIds: result.promptTokenIds };
       } catch (err) {
         const e = err instanceof GenerationError ? err : new GenerationError(ErrorCode.Internal, String(err), { generatorFault: false, cause: err });
         lease.release(e.generatorFault ? 'generator_fault' : 'other');

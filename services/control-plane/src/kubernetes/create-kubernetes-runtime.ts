@@ -33,7 +33,11 @@ export function createKubernetesRuntime(config: KubernetesConfig, deps: CreateKu
     api,
     namespace: ns,
     identity: config.identity,
-    settings: { ...config.workloads, controlPlaneGrpcAddress: config.workloads.controlPlaneGrpcAddress ?? `tandem-control-plane.${ns}.svc:50051` },
+    settings: {
+      ...config.workloads,
+      controlPlaneGrpcAddress: config.workloads.controlPlaneGrpcAddress ?? `${config.advertise?.serviceName ?? 'tandem-control-plane'}.${ns}.svc:${config.grpcPort}`,
+    },
+    ...(config.advertise ? { advertise: { ...config.advertise, grpcPort: config.grpcPort } } : {}),
     hooks: controlPlaneHooks({ ...deps, log }),
     clock: deps.clock,
     log,

@@ -16,6 +16,10 @@ export const KubernetesEnv = z.object({
   TANDEM_POD_NAME: z.string().min(1).optional(),
   /** @default tandem-control-plane */
   TANDEM_LEASE_NAME: z.string().min(1).default('tandem-control-plane'),
+  /** This pod's IP (downward API status.podIP): the leader publishes it for trainers. */
+  TANDEM_POD_IP: z.string().min(1).optional(),
+  /** Selector-less Service whose EndpointSlice the leader points at itself; empty turns it off. @default tandem-control-plane-leader */
+  TANDEM_LEADER_SERVICE: z.string().regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/).default('tandem-control-plane-leader'),
   /** vLLM image for generators. Pin a version that has the NCCL weight-transfer routes (docs/vllm-routes.md). */
   TANDEM_GENERATOR_IMAGE: z.string().min(1).default('vllm/vllm-openai:latest'),
   /** Trainer image (TRL + the tandem trainer agent). */
@@ -25,7 +29,7 @@ export const KubernetesEnv = z.object({
   /** Image holding services/simulator (the control-plane image does), for simulated runs. */
   TANDEM_SIMULATOR_IMAGE: z.string().min(1).default('ghcr.io/tandem-dev/tandem-control-plane:0.1.0'),
   TANDEM_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
-  /** gRPC address trainers dial. @default tandem-control-plane.<namespace>.svc:50051 */
+  /** gRPC address trainers dial. @default <TANDEM_LEADER_SERVICE>.<namespace>.svc:<TANDEM_GRPC_PORT> */
   TANDEM_CONTROL_PLANE_GRPC_ADDRESS: z.string().min(1).optional(),
   /** Redis URL given to rollout workers. @default TANDEM_REDIS_URL */
   TANDEM_WORKER_REDIS_URL: z.string().url().optional(),
@@ -45,12 +49,15 @@ export interface KubernetesConfig {
   identity: string;
   leaseName: string;
   statusIntervalMs: number;
+  /** Leader address publication (needs TANDEM_POD_IP and a leader Service name). */
+  advertise: { serviceName: string; podIp: string } | undefined;
   /** Everything but the gRPC address default, which needs the namespace. */
   workloads: Omit<WorkloadSettings, 'controlPlaneGrpcAddress'> & { controlPlaneGrpcAddress: string | undefined };
+  grpcPort: number;
 }
 
 /** Parses the kubernetes runtime's variables; throws INVALID_ARGUMENT naming each bad one. */
-export function loadKubernetesConfig(env: Record<string, string | undefined>, common: { redisUrl: string; keyPrefix: string; transferPort: number }): KubernetesConfig {
+export function loadKubernetesConfig(env: Record<string, string | undefined>, common: { redisUrl: string; keyPrefix: string; transferPort: number; grpcPort: number }): KubernetesConfig {
   const e = parseOrThrow(KubernetesEnv, env, 'kubernetes runtime environment');
   const secret = e.TANDEM_WORKER_REDIS_SECRET?.split('/');
   return {
@@ -59,6 +66,8 @@ export function loadKubernetesConfig(env: Record<string, string | undefined>, co
     identity: e.TANDEM_POD_NAME ?? hostname(),
     leaseName: e.TANDEM_LEASE_NAME,
     statusIntervalMs: e.TANDEM_STATUS_INTERVAL_MS,
+    advertise: e.TANDEM_POD_IP && e.TANDEM_LEADER_SERVICE ? { serviceName: e.TANDEM_LEADER_SERVICE, podIp: e.TANDEM_POD_IP } : undefined,
+    grpcPort: common.grpcPort,
     workloads: {
       images: {
         generator: e.TANDEM_GENERATOR_IMAGE,
@@ -68,6 +77,7 @@ export function loadKubernetesConfig(env: Record<string, string | undefined>, co
       },
       ...(e.TANDEM_IMAGE_PULL_POLICY ? { imagePullPolicy: e.TANDEM_IMAGE_PULL_POLICY } : {}),
       controlPlaneGrpcAddress: e.TANDEM_CONTROL_PLANE_GRPC_ADDRESS,
+
       redis: secret ? { secretName: secret[0] as string, secretKey: secret[1] as string } : { url: e.TANDEM_WORKER_REDIS_URL ?? common.redisUrl },
       keyPrefix: common.keyPrefix,
       transferPort: common.transferPort,

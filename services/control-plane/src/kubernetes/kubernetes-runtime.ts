@@ -6,7 +6,7 @@ import { EventRecorder } from './event-recorder.js';
 import { Informer, type InformerStats } from './informer.js';
 import type { KubeApi } from './kube-client.js';
 import { LeaderElector } from './leader-election.js';
-import { DEPLOYMENT, JOB, POD, RLRUN, STATEFULSET, type KubeObject, type ResourceType } from './resources.js';
+import { DEPLOYMENT, ENDPOINTSLICE, JOB, POD, RLRUN, STATEFULSET, type KubeObject, type ResourceType } from './resources.js';
 import { RLRunDeclarations } from './rlrun-declarations.js';
 import { RLRunReconciler, type ControlPlaneHooks } from './rlrun-reconciler.js';
 import { WorkQueue } from './work-queue.js';
@@ -29,6 +29,18 @@ export interface KubernetesRuntimeTuning {
   concurrency?: number;
 }
 
+/**
+ * Where the leader tells trainers to find it: an EndpointSlice of a
+ * selector-less Service (`tandem-control-plane-leader`) holding only the
+ * leader's pod IP. Trainer sessions and weight-sync coordinators live in
+ * the leader's process, so trainers must reach the leader, not any replica.
+ */
+export interface LeaderAdvertisement {
+  serviceName: string;
+  podIp: string;
+  grpcPort: number;
+}
+
 /** Collaborators of the {@link KubernetesRuntime}. */
 export interface KubernetesRuntimeDeps {
   api: KubeApi;
@@ -40,6 +52,8 @@ export interface KubernetesRuntimeDeps {
   clock: Clock;
   log: Logger;
   tuning?: KubernetesRuntimeTuning;
+  /** Publish the leader's address for trainers (omit outside a cluster). */
+  advertise?: LeaderAdvertisement;
 }
 
 interface Leadership {
@@ -191,12 +205,42 @@ export class KubernetesRuntime implements RunRuntime {
       });
       log.info({ namespace, runs: rlruns.list().length }, 'reconciling RLRuns (leader)');
       // Level-triggered resync: progress lives in Redis, not in watched objects.
+      let advertised = this.d.advertise === undefined;
       while (!abort.signal.aborted) {
+        if (!advertised) advertised = await this.advertise();
         for (const run of rlruns.list()) queue.add(run.metadata.name as string);
         await clock.sleep(t.statusIntervalMs ?? 5000, abort.signal).catch(() => undefined);
       }
     })();
     this.leadership = { informers, queue, reconciler, stopped, abort };
+  }
+
+  /** Points the leader Service at this pod; false to retry at the next tick. */
+  private async advertise(): Promise<boolean> {
+    const a = this.d.advertise;
+    if (!a) return true;
+    try {
+      await this.d.api.apply(
+        ENDPOINTSLICE,
+        this.d.namespace,
+        {
+          metadata: {
+            name: a.serviceName,
+            namespace: this.d.namespace,
+            labels: { 'kubernetes.io/service-name': a.serviceName, 'endpointslice.kubernetes.io/managed-by': 'tandem-control-plane' },
+          },
+          addressType: a.podIp.includes(':') ? 'IPv6' : 'IPv4',
+          endpoints: [{ addresses: [a.podIp], conditions: { ready: true }, targetRef: { kind: 'Pod', name: this.d.identity, namespace: this.d.namespace } }],
+          ports: [{ name: 'grpc', port: a.grpcPort, protocol: 'TCP' }],
+        },
+        { fieldManager: 'tandem-control-plane', force: true },
+      );
+      this.d.log.info({ service: a.serviceName, podIp: a.podIp }, 'leader address published for trainers');
+      return true;
+    } catch (err) {
+      this.d.log.warn({ err, service: a.serviceName }, 'could not publish the leader address; retrying');
+      return false;
+    }
   }
 
   private async follow(): Promise<void> {

@@ -215,6 +215,22 @@ describe('RLRun reconciler', () => {
     expect(hooks.count('accept', 'theta')).toBe(0);
   });
 
+  it('survives dropped watches, 5xx and 410 Gone: relists and keeps reconciling', async () => {
+    await h.kube.create(RLRUN, NS, rlrun('kappa'));
+    await eventually(() => get(STATEFULSET, 'kappa-gen'), { what: 'reconciled' });
+    await eventually(() => h.api.openWatches >= 5, { what: 'informers watching' });
+    h.api.failNext({ status: 503, count: 10, match: (r) => r.query.includes('watch=1') });
+    expect(h.api.dropWatches()).toBeGreaterThanOrEqual(5);
+    await h.kube.mergePatch(RLRUN, NS, 'kappa', { spec: { generator: { replicas: 3 } } });
+    h.api.store.compact(); // every informer's resourceVersion is now too old
+    await eventually(async () => ((await get(STATEFULSET, 'kappa-gen'))?.spec as any)?.replicas === 3, { what: 'change reconciled after the faults', clock: h.clock, advanceMs: 500, timeoutMs: 10_000 });
+    await eventually(() => Object.values(runtime.informerStats()).every((st) => st.relistsAfterGone >= 1), { what: 'every informer relisted', clock: h.clock, advanceMs: 500, timeoutMs: 10_000 });
+    expect(Object.values(runtime.informerStats()).reduce((n, st) => n + st.errors, 0)).toBeGreaterThanOrEqual(5);
+    // A run created after the faults is seen and reconciled.
+    await h.kube.create(RLRUN, NS, rlrun('lambda'));
+    await eventually(() => get(STATEFULSET, 'lambda-gen'), { what: 'new run reconciled' });
+  });
+
   it('is idempotent: resyncs with nothing changed write nothing', async () => {
     await h.kube.create(RLRUN, NS, rlrun('iota'));
     await eventually(async () => (await condition('iota', 'GeneratorsReady')) === 'True', { what: 'ready' });

@@ -363,6 +363,19 @@ export class RLRunReconciler {
   private async finalize(run: KubeObject): Promise<ReconcileResult> {
     const name = run.metadata.name as string;
     if (!(run.metadata.finalizers ?? []).includes(RLRUN_FINALIZER)) return {};
+    // Stop the pods first, so no rollout worker or trainer writes to Redis
+    // while (or after) its state is removed; the garbage collector would
+    // only delete them after the finalizer is gone.
+    const names = childNames(name);
+    const workloads = [[STATEFULSET, names.generators, this.d.caches.statefulsets], [DEPLOYMENT, names.rolloutWorkers, this.d.caches.deployments], [JOB, names.trainer, this.d.caches.jobs]] as const;
+    let waiting = false;
+    for (const [type, child, cache] of workloads) {
+      const cached = cache.get(this.d.namespace, child);
+      if (!cached) continue;
+      waiting = true;
+      if (!cached.metadata.deletionTimestamp) await this.deleteChild(type, child, 'Foreground');
+    }
+    if (waiting) return { requeueAfterMs: 1000 };
     await this.d.hooks.cleanupRun(name);
     await this.d.events.record(run, 'Normal', 'CleanedUp', `removed the run's state from Redis; children go with the RLRun (ownerReferences)`);
     await this.d.api.mergePatch(RLRUN, this.d.namespace, name, {

@@ -88,6 +88,8 @@ export class WeightSyncCoordinator {
   private updateInfo: UpdateInfo = EMPTY_UPDATE_INFO;
   private groupKey = '';
   private groupId = '';
+  /** World size of the current transfer group (trainer + every generator rank). */
+  private groupWorldSize = 1;
   private kick: (() => void) | undefined;
   private stopped = false;
   private loopDone: Promise<void> | undefined;
@@ -145,6 +147,15 @@ export class WeightSyncCoordinator {
 
   /** A generator was added or came back: it joins at the next sync boundary. */
   membershipChanged(): void {
+    this.kick?.();
+  }
+
+  /**
+   * A trainer (re-)attached: a new process has no transfer group, so the
+   * next sync re-forms it (with a new group_id the trainer will join).
+   */
+  trainerAttached(): void {
+    this.groupKey = '';
     this.kick?.();
   }
 
@@ -226,7 +237,9 @@ export class WeightSyncCoordinator {
     //    first (cheap), so that ranks are known before anyone joins.
     const key = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
     const reformed = key !== this.groupKey;
-    let worldSize = 1 + alive.length;
+    // Unchanged membership keeps the group's size (generators may hold
+    // several ranks each with tensor parallelism).
+    let worldSize = this.groupWorldSize;
     const offsets = new Map<string, number>();
     if (reformed) {
       const sizes = new Map<string, number>();
@@ -240,6 +253,7 @@ export class WeightSyncCoordinator {
       }
       worldSize = offset;
       this.groupId = `${runId}-${syncId}`;
+      this.groupWorldSize = worldSize;
     }
 
     // 2. The trainer starts now: it (re)joins the group when groupId is new,

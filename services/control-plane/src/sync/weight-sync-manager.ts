@@ -89,7 +89,7 @@ export class WeightSyncManager implements TrainerSessionListener {
   }
 
   onAttached(runId: string): void {
-    this.coordinators.get(runId)?.membershipChanged();
+    this.coordinators.get(runId)?.trainerAttached();
   }
 
   onWeightsReady(runId: string, version: number, updateInfoJson: string): void {

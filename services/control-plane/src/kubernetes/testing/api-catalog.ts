@@ -1,7 +1,7 @@
 import type { StructuralSchema } from '../crd/structural-schema.js';
 import type { PrinterColumn } from '../crd/rlrun-crd.js';
 import type { KubeObject, ResourceType } from '../resources.js';
-import { CONFIGMAP, DEPLOYMENT, EVENT, JOB, LEASE, POD, PVC, SERVICE, STATEFULSET } from '../resources.js';
+import { CONFIGMAP, DEPLOYMENT, ENDPOINTSLICE, EVENT, JOB, LEASE, POD, PVC, SERVICE, STATEFULSET } from '../resources.js';
 import type { FieldError } from './schema-validator.js';
 import { validateBuiltin } from './builtin-validation.js';
 
@@ -48,6 +48,7 @@ export function builtinKinds(): KindInfo[] {
     builtin(DEPLOYMENT, { shortNames: ['deploy'], categories: ['all'], statusSubresource: true, tracksGeneration: true }),
     builtin(JOB, { categories: ['all'], statusSubresource: true, tracksGeneration: true }),
     builtin(LEASE),
+    builtin(ENDPOINTSLICE),
   ];
 }
 

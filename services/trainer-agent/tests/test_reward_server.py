@@ -1,0 +1,145 @@
+"""The remote reward endpoint: TRL-signature functions, weights, None,
+validation of input and output, timeouts; status codes chosen for the
+rollout worker's retry rule."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from tandem_trainer.reward_server import RewardScorer, RewardServer, load_reward_function
+from tests.procs import http_json
+
+
+def exact(prompts: list[str], completions: list[str], answers: list[Any], **kwargs: Any) -> list[float]:
+    return [float(c.strip() == a) for c, a in zip(completions, answers)]
+
+
+def length(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
+    return [float(len(c)) for c in completions]
+
+
+def maybe(prompts: list[str], completions: list[str], **kwargs: Any) -> list[Any]:
+    return [None if c == "skip" else 1.0 for c in completions]
+
+
+async def async_reward(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
+    await asyncio.sleep(0)
+    return [0.5] * len(completions)
+
+
+def serve(scorer: RewardScorer, timeout_s: float = 5.0) -> RewardServer:
+    return RewardServer(scorer, timeout_s=timeout_s).start()
+
+
+@pytest.fixture
+def server() -> Iterator[RewardServer]:
+    s = serve(RewardScorer([exact, length, maybe], [1.0, 0.1, 2.0]))
+    yield s
+    s.stop()
+
+
+def body(completions: list[str], answers: list[Any] | None = None) -> dict[str, Any]:
+    n = len(completions)
+    return {"runId": "r", "prompts": ["p"] * n, "completions": completions, "answers": answers if answers is not None else ["4"] * n}
+
+
+def test_weighted_sum_with_none_as_not_applicable(server: RewardServer) -> None:
+    status, out = http_json("POST", server.url, body(["4", "45", "skip"]))
+    assert status == 200
+    assert out["rewards"] == [1.0 + 0.1 + 2.0, 0.2 + 2.0, 0.4]
+
+
+@pytest.mark.parametrize(
+    "payload,fragment",
+    [
+        ([1, 2], "JSON object"),
+        ({"prompts": ["p"], "completions": "x", "answers": ["a"]}, "completions"),
+        ({"prompts": ["p"], "completions": ["x", "y"], "answers": ["a", "b"]}, "same length"),
+        ({"prompts": ["p"], "completions": ["x"], "answers": [3]}, "answers"),
+        ({"prompts": ["p"], "completions": ["x"], "runId": 5}, "runId"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(server: RewardServer, payload: Any, fragment: str) -> None:
+    status, out = http_json("POST", server.url, payload)
+    assert status == 400 and fragment in out["error"]
+
+
+def test_not_json_is_a_400(server: RewardServer) -> None:
+    import urllib.request
+
+    req = urllib.request.Request(server.url, data=b"{nope", method="POST", headers={"content-type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        raise AssertionError("expected 400")
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+
+
+def test_invalid_function_output_is_a_422_naming_the_function() -> None:
+    def short(prompts: list[str], completions: list[str], **kw: Any) -> list[float]:
+        return [1.0]
+
+    def nan(prompts: list[str], completions: list[str], **kw: Any) -> list[float]:
+        return [float("nan")] * len(completions)
+
+    def text(prompts: list[str], completions: list[str], **kw: Any) -> list[Any]:
+        return ["1"] * len(completions)
+
+    for fn, fragment in ((short, "returned 1 rewards for 2"), (nan, "must be finite"), (text, "not a number")):
+        s = serve(RewardScorer([fn]))
+        try:
+            status, out = http_json("POST", s.url, body(["a", "b"]))
+            assert status == 422 and fn.__name__ in out["error"] and fragment in out["error"]
+        finally:
+            s.stop()
+
+
+def test_raising_function_is_a_500_and_slow_one_a_504() -> None:
+    def boom(prompts: list[str], completions: list[str], **kw: Any) -> list[float]:
+        raise RuntimeError("reward model down")
+
+    def slow(prompts: list[str], completions: list[str], **kw: Any) -> list[float]:
+        time.sleep(1.0)
+        return [0.0] * len(completions)
+
+    s = serve(RewardScorer([boom]))
+    try:
+        status, out = http_json("POST", s.url, body(["a"]))
+        assert status == 500 and "reward model down" in out["error"]
+    finally:
+        s.stop()
+    s = serve(RewardScorer([slow]), timeout_s=0.2)
+    try:
+        status, out = http_json("POST", s.url, body(["a"]))
+        assert status == 504
+    finally:
+        s.stop()
+
+
+def test_async_and_conversational_functions() -> None:
+    seen: list[Any] = []
+
+    def chat(prompts: list[Any], completions: list[Any], solution: list[Any], **kw: Any) -> list[float]:
+        seen.append((prompts[0], completions[0], solution[0]))
+        return [float(c[0]["content"] == s) for c, s in zip(completions, solution)]
+
+    scorer = RewardScorer([chat, async_reward], answer_aliases=("solution",), conversational=True)
+    assert scorer.score(["q"], ["7"], ["7"]) == [1.5]
+    assert seen[0] == ([{"role": "user", "content": "q"}], [{"role": "assistant", "content": "7"}], "7")
+
+
+def test_health_and_loader() -> None:
+    s = serve(RewardScorer([length]))
+    try:
+        assert http_json("GET", s.url + "health")[0] == 200
+    finally:
+        s.stop()
+    assert load_reward_function("tandem_trainer.examples.rewards:digit_fraction")([], ["a1"]) == [0.5]
+    with pytest.raises(ValueError, match="module:function"):
+        load_reward_function("nocolon")
+    with pytest.raises(ValueError, match="reward_weights"):
+        RewardScorer([length], [1.0, 2.0])
