@@ -84,7 +84,13 @@ describe('Prometheus scraping a control plane during a simulated run', () => {
   });
 
   it('has the staleness histogram, every group within the bound', async () => {
-    const count = await promQuery(prom.url, `tandem_trajectory_age_steps_count{run="${runId}"}`);
+    // The run may have ended between two scrapes: wait (bounded) for the
+    // scrape that saw its last batch.
+    let count = await promQuery(prom.url, `tandem_trajectory_age_steps_count{run="${runId}"}`);
+    for (let i = 0; i < 60 && count[0]?.value !== STEPS * BATCH_GROUPS; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      count = await promQuery(prom.url, `tandem_trajectory_age_steps_count{run="${runId}"}`);
+    }
     expect(count).toHaveLength(1);
     expect(count[0]?.value).toBe(STEPS * BATCH_GROUPS);
     const sum = (await promQuery(prom.url, `tandem_trajectory_age_steps_sum{run="${runId}"}`))[0]?.value ?? NaN;

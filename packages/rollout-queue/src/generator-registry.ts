@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { TandemError } from '@tandem/common';
 import { runKeys } from './keys.js';
+import { scripts, type RolloutRedis } from './lua-script.js';
 
 /**
  * Membership state of one generator in a run:
@@ -34,6 +35,7 @@ const byId = new Intl.Collator().compare;
 interface PendingUpdate {
   id: string;
   fields: Partial<Omit<GeneratorRecord, 'id'>>;
+  expectedUrl: string | undefined;
   resolve: (record: GeneratorRecord | undefined) => void;
   reject: (err: unknown) => void;
 }
@@ -91,11 +93,15 @@ export class GeneratorRegistry {
     return record;
   }
 
-  /** Updates fields of a generator; no-op when it is gone. */
-  update(id: string, fields: Partial<Omit<GeneratorRecord, 'id'>>): Promise<GeneratorRecord | undefined> {
+  /**
+   * Updates fields of a generator; no-op (undefined) when it is gone, when
+   * `expectedUrl` is given and it has been re-registered at another URL
+   * since, or when it changed concurrently (compare-and-set).
+   */
+  update(id: string, fields: Partial<Omit<GeneratorRecord, 'id'>>, expectedUrl?: string): Promise<GeneratorRecord | undefined> {
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) process.nextTick(() => void this.flush());
-      this.pending.push({ id, fields, resolve, reject });
+      this.pending.push({ id, fields, expectedUrl, resolve, reject });
     });
   }
 
@@ -107,14 +113,20 @@ export class GeneratorRegistry {
       const ids = [...new Set(batch.map((u) => u.id))];
       const stored = await this.redis.hmget(this.key, ...ids);
       const current = new Map<string, GeneratorRecord>();
+      const read = new Map<string, string>();
       ids.forEach((id, i) => {
         const v = stored[i];
-        if (v !== null && v !== undefined) current.set(id, JSON.parse(v) as GeneratorRecord);
+        if (v !== null && v !== undefined) {
+          current.set(id, JSON.parse(v) as GeneratorRecord);
+          read.set(id, v);
+        }
       });
       const results: Array<GeneratorRecord | undefined> = [];
       for (const u of batch) {
         const record = current.get(u.id);
-        if (!record) {
+        // An update aimed at one process of a generator does not apply to a
+        // later one (re-registered with another URL).
+        if (!record || (u.expectedUrl !== undefined && record.url !== u.expectedUrl)) {
           results.push(undefined);
           continue;
         }
@@ -125,12 +137,18 @@ export class GeneratorRegistry {
         results.push(next);
       }
       const changed = [...new Set(batch.filter((_, i) => results[i] !== undefined).map((u) => u.id))];
+      let lost = new Set<string>();
       if (changed.length > 0) {
-        const pairs = changed.flatMap((id) => [id, JSON.stringify(current.get(id))]);
-        await this.redis.hset(this.key, ...pairs);
-        await this.redis.publish(this.events, 'generators');
+        const triples = changed.flatMap((id) => [id, read.get(id) as string, JSON.stringify(current.get(id))]);
+        const written = Number(await scripts.casGenerators.run(this.redis as unknown as RolloutRedis, [this.key], [this.events, ...triples]));
+        if (written < changed.length) {
+          // Someone changed or removed a record since we read it: those
+          // updates lose (the newer state wins), and say so by returning undefined.
+          const after = await this.redis.hmget(this.key, ...changed);
+          lost = new Set(changed.filter((id, i) => after[i] !== JSON.stringify(current.get(id))));
+        }
       }
-      batch.forEach((u, i) => u.resolve(results[i]));
+      batch.forEach((u, i) => u.resolve(lost.has(u.id) ? undefined : results[i]));
     } catch (err) {
       for (const u of batch) u.reject(err);
     }

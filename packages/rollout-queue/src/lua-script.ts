@@ -103,4 +103,5 @@ export const scripts = {
   ackBatch: new LuaScript('ack-batch-11.lua'),
   publishVersion: new LuaScript('publish-version-10.lua'),
   closeRun: new LuaScript('close-run-11.lua'),
+  casGenerators: new LuaScript('cas-generators-1.lua'),
 };

@@ -1,3 +1,4 @@
+import { AGE_BUCKETS } from '../metrics/control-plane-metrics.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, TandemError, systemClock, type Clock } from '@tandem/common';
 import { queueCapacityGroups } from '@tandem/run-spec';
@@ -165,6 +166,10 @@ function ageHistogram(values: Value[]): RunStats['age'] {
       const le = String(v.labels.le);
       cumulative.push({ le: le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), n: v.value });
     }
+  }
+  if (cumulative.length === 0) {
+    // No group served yet: the same buckets, all empty, so charts keep their axes.
+    for (const le of [...AGE_BUCKETS, Number.POSITIVE_INFINITY]) cumulative.push({ le, n: 0 });
   }
   cumulative.sort((a, b) => a.le - b.le);
   let below = 0;

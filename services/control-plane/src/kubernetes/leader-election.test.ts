@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { KubernetesRuntime } from './kubernetes-runtime.js';
-import { LEASE, RLRUN, STATEFULSET, type KubeObject } from './resources.js';
+import { ENDPOINTSLICE, LEASE, RLRUN, STATEFULSET, type KubeObject } from './resources.js';
+import type { FakeControlPlane } from './testing/fake-control-plane.js';
 import { eventually, startKubeHarness, startReplica, type KubeHarness } from './testing/kube-harness.js';
 
 /**
@@ -14,6 +15,7 @@ const NS = 'default';
 let h: KubeHarness;
 let a: KubernetesRuntime;
 let b: KubernetesRuntime;
+let hooksB: FakeControlPlane;
 
 function rlrun(name: string): KubeObject {
   return {
@@ -27,9 +29,9 @@ const renewTime = async (): Promise<number> => Date.parse(((await h.kube.get(LEA
 
 beforeEach(async () => {
   h = await startKubeHarness();
-  a = startReplica(h, 'cp-a').runtime;
+  a = startReplica(h, 'cp-a', { podIp: '10.0.0.1' }).runtime;
   await eventually(() => a.isLeader(), { what: 'cp-a leads' });
-  b = startReplica(h, 'cp-b').runtime;
+  ({ runtime: b, hooks: hooksB } = startReplica(h, 'cp-b', { podIp: '10.0.0.2' }));
   // cp-b has looked at the lease (and found it held) at least once.
   await h.clock.advance(2000, { stepMs: 500, realWaitMs: 5 });
 });
@@ -51,8 +53,12 @@ async function advanceUntil(done: () => boolean | Promise<boolean>, limitMs: num
   return h.clock.now() - start;
 }
 
+const leaderIp = async (): Promise<string | undefined> => ((await h.kube.get(ENDPOINTSLICE, NS, 'tandem-control-plane-leader')) as any)?.endpoints?.[0]?.addresses?.[0];
+
 describe('leader election', () => {
-  it('only the leader reconciles', async () => {
+  it('only the leader reconciles, and publishes its address for trainers', async () => {
+    const slice = (await eventually(() => h.kube.get(ENDPOINTSLICE, NS, 'tandem-control-plane-leader'), { what: 'leader EndpointSlice' })) as any;
+    expect(slice).toMatchObject({ metadata: { labels: { 'kubernetes.io/service-name': 'tandem-control-plane-leader' } }, addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.1'] }], ports: [{ name: 'grpc', port: 50051 }] });
     expect(b.isLeader()).toBe(false);
     expect(await holder()).toBe('cp-a');
     await h.kube.create(RLRUN, NS, rlrun('one'));
@@ -78,6 +84,10 @@ describe('leader election', () => {
     await h.kube.mergePatch(RLRUN, NS, 'one', { spec: { generator: { replicas: 3 } } });
     await h.kube.create(RLRUN, NS, rlrun('two'));
     await eventually(async () => ((await h.kube.get(STATEFULSET, NS, 'one-gen'))?.spec as any)?.replicas === 3 && (await h.kube.get(STATEFULSET, NS, 'two-gen')) !== undefined, { what: 'cp-b reconciles' });
+    // cp-b registers every generator again: the transfer group forms in its process.
+    await eventually(() => hooksB.generators.get('one')?.size === 3, { what: 'generators registered with cp-b' });
+    // Trainers now reach cp-b through the leader Service.
+    await eventually(async () => (await leaderIp()) === '10.0.0.2', { what: 'leader address moves to cp-b', clock: h.clock, advanceMs: 5000 });
   });
 
   it('a leader that cannot renew steps down within the renew deadline, before anyone else may lead', async () => {

@@ -53,6 +53,7 @@ describe.skipIf(!KUBECTL)('kustomize overlays', () => {
           'RoleBinding/tandem-control-plane',
           'Deployment/tandem-control-plane',
           'Service/tandem-control-plane',
+          'Service/tandem-control-plane-leader',
           'PodDisruptionBudget/tandem-control-plane',
           'StatefulSet/tandem-redis',
           'Service/tandem-redis',

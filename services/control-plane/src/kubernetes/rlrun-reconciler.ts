@@ -110,6 +110,13 @@ export class RLRunReconciler {
    * write would act on the old status again (register a generator twice).
    */
   private readonly written = new Map<string, { baseRv: string | undefined; object: KubeObject }>();
+  /**
+   * Generators registered by this reconciler (one per leadership). A new
+   * leader registers every ready generator again even when the status lists
+   * it: the weight-sync coordinator and the trainer's session live in the
+   * leader's process, so the transfer group must be formed anew there.
+   */
+  private readonly confirmed = new Set<string>();
 
   constructor(deps: RLRunReconcilerDeps) {
     this.d = deps;
@@ -291,9 +298,12 @@ export class RLRunReconciler {
       const gid = generatorId(ordinal);
       const restartCount = podRestartCount(pod);
       const old = byId.get(gid);
-      if (old && old.podUID === pod.metadata.uid && (old.restartCount ?? 0) === restartCount) continue;
+      const key = `${id.name}/${gid}/${pod.metadata.uid}/${restartCount}`;
+      if (old && old.podUID === pod.metadata.uid && (old.restartCount ?? 0) === restartCount && this.confirmed.has(key)) continue;
       const url = generatorUrl(id, ordinal);
       await this.d.hooks.registerGenerator(id.name, gid, url);
+      this.confirmed.add(key);
+      if (old && old.podUID === pod.metadata.uid && (old.restartCount ?? 0) === restartCount) continue; // same pod, new leader: no event
       byId.set(gid, { id: gid, podUID: pod.metadata.uid as string, url, restartCount });
       await this.d.events.record(run, 'Normal', old ? 'GeneratorRejoined' : 'GeneratorRegistered', `${gid} (${pod.metadata.name}) registered at ${url}; it joins the weight group at the next sync`);
     }

@@ -1,8 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueSnapshot } from '@tandem/rollout-queue';
 
-/** Bucket bounds for ages in steps: exact for small k, coarser beyond. */
-const AGE_BUCKETS = [0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64];
+/** Bucket bounds (steps) of tandem_trajectory_age_steps: exact for small k, coarser beyond. */
+export const AGE_BUCKETS = [0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64];
 const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
 
 /**

@@ -274,7 +274,7 @@ export class WeightSyncCoordinator {
       log.info({ generators: alive.map((g) => g.id), worldSize }, 'transfer group formed');
     }
 
-    await Promise.all(alive.map((g) => registry.update(g.id, { state: 'syncing', updatedAtMs: clock.now() })));
+    await Promise.all(alive.map((g) => registry.update(g.id, { state: 'syncing', updatedAtMs: clock.now() }, g.url)));
     await phase('pause', (admin) => admin.pause(this.settings.inFlightWeightUpdates ? 'keep' : 'wait', transferRemaining()));
     await phase('start', (admin) => admin.startWeightUpdate(transferRemaining()));
 
@@ -294,7 +294,7 @@ export class WeightSyncCoordinator {
       // vLLM has no "abort update": close the update so that the next sync can
       // start a new one, and take them out of service (`joining`, never
       // chosen by rollout workers) until a full sync overwrites every weight.
-      await Promise.all(alive.map((g) => registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: clock.now() })));
+      await Promise.all(alive.map((g) => registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: clock.now() }, g.url)));
       await Promise.allSettled(
         alive.map(async (g) => {
           const admin = this.deps.admin(g.url);
@@ -308,7 +308,7 @@ export class WeightSyncCoordinator {
       await phase('finish', (admin) => admin.finishWeightUpdate(sentVersion, remaining()));
       await phase('resume', (admin) => admin.resume(remaining()));
       await Promise.all(
-        alive.map((g) => registry.update(g.id, { state: 'ready', policyVersion: sentVersion, updatedAtMs: clock.now() })),
+        alive.map((g) => registry.update(g.id, { state: 'ready', policyVersion: sentVersion, updatedAtMs: clock.now() }, g.url)),
       );
       for (const g of alive) this.cutOffs.delete(g.id);
       if (alive.length > 0) await this.deps.queue.publishPolicyVersion(sentVersion);
@@ -318,7 +318,8 @@ export class WeightSyncCoordinator {
       const previous = this.cutOffs.get(c.id)?.count ?? 0;
       const coolDownMs = Math.min(REJOIN_MAX_MS, REJOIN_BASE_MS * 2 ** previous);
       this.cutOffs.set(c.id, { count: previous + 1, notBeforeMs: clock.now() + coolDownMs });
-      await registry.update(c.id, { state: 'unhealthy', reason: `${c.reason} (may rejoin in ${Math.round(coolDownMs / 1000)} s)`, updatedAtMs: clock.now() });
+      const cutUrl = (members.find((m) => m.id === c.id) as GeneratorRecord).url;
+      await registry.update(c.id, { state: 'unhealthy', reason: `${c.reason} (may rejoin in ${Math.round(coolDownMs / 1000)} s)`, updatedAtMs: clock.now() }, cutUrl);
       // Best effort: close an update it may have started (else its next
       // start_weight_update is refused) and do not leave it paused. It is
       // out of service until a full sync, so partial weights are never served.
@@ -404,12 +405,12 @@ export class WeightSyncCoordinator {
         const failures = healthy ? 0 : (this.healthFailures.get(g.id) ?? 0) + 1;
         this.healthFailures.set(g.id, failures);
         if (!healthy && failures >= this.settings.unhealthyAfterFailures && g.state !== 'unhealthy') {
-          await this.deps.registry.update(g.id, { state: 'unhealthy', reason: `${failures} failed health checks`, updatedAtMs: this.deps.clock.now() });
+          await this.deps.registry.update(g.id, { state: 'unhealthy', reason: `${failures} failed health checks`, updatedAtMs: this.deps.clock.now() }, g.url);
           this.groupKey = '';
           this.log.warn({ generator: g.id }, 'generator failed its health checks; out of the group');
         } else if (healthy && g.state === 'unhealthy' && (this.cutOffs.get(g.id)?.notBeforeMs ?? 0) <= this.deps.clock.now()) {
           // Its weights are unknown: it must get a full sync before it serves.
-          await this.deps.registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: this.deps.clock.now() });
+          await this.deps.registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: this.deps.clock.now() }, g.url);
           this.log.info({ generator: g.id }, 'generator healthy again; rejoins at the next sync');
           this.kick?.();
         }

@@ -59,7 +59,11 @@ export async function startKubeHarness(options: { historyLimit?: number } = {}):
 }
 
 /** A control plane replica (the kubernetes runtime) on the harness, with an in-memory control plane behind it. */
-export function startReplica(h: KubeHarness, identity: string, options: { hooks?: FakeControlPlane; log?: Logger; tuning?: KubernetesRuntimeTuning } = {}): { runtime: KubernetesRuntime; hooks: FakeControlPlane } {
+export function startReplica(
+  h: KubeHarness,
+  identity: string,
+  options: { hooks?: FakeControlPlane; log?: Logger; tuning?: KubernetesRuntimeTuning; podIp?: string } = {},
+): { runtime: KubernetesRuntime; hooks: FakeControlPlane } {
   const hooks = options.hooks ?? new FakeControlPlane();
   const runtime = new KubernetesRuntime({
     api: h.kube,
@@ -70,6 +74,7 @@ export function startReplica(h: KubeHarness, identity: string, options: { hooks?
     clock: h.clock,
     log: options.log ?? silentLogger(),
     tuning: { ...TEST_TUNING, ...(options.tuning ?? {}) },
+    ...(options.podIp ? { advertise: { serviceName: 'tandem-control-plane-leader', podIp: options.podIp, grpcPort: 50051 } } : {}),
   });
   runtime.start();
   return { runtime, hooks };
