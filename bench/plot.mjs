@@ -39,7 +39,7 @@ if (rp) {
     machineLine(rp),
     '',
     table(
-      ['system', 'groups/s', 'MB/s', 'p50 latency (ms)', 'p99 latency (ms)', 'Redis bytes / queued group', 'CPU cores: control plane / Redis / producer / trainer'],
+      ['system', 'groups/s', 'MB/s', 'p50 latency (ms)', 'p99 latency (ms)', 'Redis bytes / queued group', 'CPU ms / group (all processes)', 'CPU cores: control plane / Redis / producer / trainer'],
       Object.keys(names).map((k) => [
         names[k],
         f(s[k].groupsPerSecond, 0),
@@ -47,6 +47,7 @@ if (rp) {
         f(s[k].latencyP50Ms, 1),
         f(s[k].latencyP99Ms, 1),
         s[k].redisBytesPerQueuedGroup.toLocaleString('en-US'),
+        f(s[k].cpuMsPerGroup, 2),
         `${f(s[k].cpuCores.controlPlane, 2)} / ${f(s[k].cpuCores.redis, 2)} / ${f(s[k].cpuCores.producer, 2)} / ${f(s[k].cpuCores.consumer, 2)}`,
       ]),
     ),
@@ -191,9 +192,9 @@ for (const [name, svg] of Object.entries(svgs)) writeFileSync(new URL(`${name}.s
 const docFile = new URL('benchmarks.md', docs);
 let doc = readFileSync(docFile, 'utf8');
 for (const [name, text] of Object.entries(sections)) {
-  const re = new RegExp(`(<!-- bench:${name} -->\\n)[\\s\\S]*?(\\n<!-- /bench:${name} -->)`);
+  const re = new RegExp(`(<!-- bench:${name} -->)[\\s\\S]*?(<!-- /bench:${name} -->)`);
   if (!re.test(doc)) throw new Error(`docs/benchmarks.md has no <!-- bench:${name} --> section`);
-  doc = doc.replace(re, (_, open, close) => `${open}${text}${close}`);
+  doc = doc.replace(re, (_, open, close) => `${open}\n${text}\n${close}`);
 }
 writeFileSync(docFile, doc);
 process.stderr.write(`wrote ${Object.keys(svgs).length} plots and ${Object.keys(sections).length} tables\n`);

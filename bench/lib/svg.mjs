@@ -12,7 +12,8 @@ function fmt(v) {
   if (v === 0) return '0';
   const a = Math.abs(v);
   if (a >= 10_000) return `${Math.round(v / 1000)}k`;
-  if (a >= 1000) return `${(v / 1000).toFixed(1)}k`;
+  if (a >= 1000) return `${(v / 1000).toFixed(v % 1000 === 0 ? 0 : 1)}k`;
+  if (Number.isInteger(v)) return String(v);
   if (a >= 10) return String(Math.round(v));
   if (a >= 1) return v.toFixed(1);
   return v.toFixed(2);
