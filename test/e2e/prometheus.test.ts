@@ -30,9 +30,11 @@ describe('Prometheus scraping a control plane during a simulated run', () => {
   let prom: PrometheusServer;
   let runId: string;
   let metricsText: string;
+  /** When Prometheus had scraped the run's last batch (Unix seconds): rate windows end here. */
+  let endedAt: number;
 
   beforeAll(async () => {
-    cp = await startObservedPlane({ steps: STEPS, k: K, timeScale: 0.05, generators: 2 });
+    cp = await startObservedPlane({ steps: STEPS, k: K, timeScale: 0.15, generators: 2 });
     runId = cp.runId;
     const target = new URL(cp.httpUrl).host;
     prom = await startPrometheus(
@@ -65,11 +67,15 @@ describe('Prometheus scraping a control plane during a simulated run', () => {
     await waitUntil(
       'Prometheus to scrape the final age histogram',
       async () => {
+        // The histogram is observed at each ack; the ledger counters are
+        // polled from Redis: wait for both.
         const r = await promQuery(prom.url, `tandem_trajectory_age_steps_count{run="${runId}"}`);
-        return r[0]?.value === STEPS * BATCH_GROUPS ? true : undefined;
+        const trained = await promQuery(prom.url, `tandem_groups_total{run="${runId}", outcome="trained"}`);
+        return r[0]?.value === STEPS * BATCH_GROUPS && trained[0]?.value === STEPS * BATCH_GROUPS ? true : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 500, last: () => prom.log().slice(-1000) },
     );
+    endedAt = Date.now() / 1000;
     metricsText = await (await fetch(`${cp.httpUrl}/metrics`)).text();
   }, 420_000);
 
@@ -167,14 +173,16 @@ describe('Prometheus scraping a control plane during a simulated run', () => {
     for (const { title, expr } of exprs) {
       // What Grafana substitutes: the run, a rate interval of four scrapes, the dashboard range.
       const q = expr.replaceAll('$run', runId).replaceAll('$__rate_interval', '30s').replaceAll('$__range', '10m');
-      const r = await promQuery(prom.url, q).catch((err: unknown) => {
+      // Evaluated when the run had just ended, as a live dashboard showed it
+      // (later, a 30 s rate window would hold no samples of a finished run).
+      const r = await promQuery(prom.url, q, endedAt).catch((err: unknown) => {
         throw new Error(`${title}: ${(err as Error).message}`);
       });
       results.set(expr, r.length);
     }
     const withData = (fragment: string): number => [...results].filter(([e, n]) => e.includes(fragment) && n > 0).length;
     for (const fragment of ['tandem_trajectory_age_steps_bucket', 'tandem_trainer_wait_seconds_total', 'tandem_generator_busy_ratio', 'tandem_tokens_trained_total', 'tandem_weight_sync_seconds_bucket', 'tandem_rollout_queue_depth']) {
-      expect(withData(fragment), fragment).toBeGreaterThan(0);
+      expect(withData(fragment), `${fragment}: ${JSON.stringify([...results])}`).toBeGreaterThan(0);
     }
   });
 

@@ -99,8 +99,10 @@ export interface PromSample {
 }
 
 /** Runs an instant query; throws with Prometheus's error for a bad expression. */
-export async function promQuery(url: string, query: string): Promise<PromSample[]> {
-  const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query })}`, { signal: AbortSignal.timeout(10_000) });
+export async function promQuery(url: string, query: string, atSeconds?: number): Promise<PromSample[]> {
+  const params = new URLSearchParams({ query });
+  if (atSeconds !== undefined) params.set('time', String(atSeconds));
+  const res = await fetch(`${url}/api/v1/query?${params}`, { signal: AbortSignal.timeout(10_000) });
   const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
   if (body.status !== 'success' || !body.data) throw new Error(`query ${query} failed: ${body.error ?? res.status}`);
   if (body.data.resultType === 'scalar') {

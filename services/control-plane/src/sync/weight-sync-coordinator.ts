@@ -286,6 +286,24 @@ export class WeightSyncCoordinator {
     phasesMs.broadcast = clock.now() - t0;
     const sentVersion = sent.ok ? sent.policyVersion : version;
 
+    // Cut-off generators are marked before anything is published, so that a
+    // reader who sees the new version also sees who was left behind.
+    for (const c of cutOff) {
+      const previous = this.cutOffs.get(c.id)?.count ?? 0;
+      const coolDownMs = Math.min(REJOIN_MAX_MS, REJOIN_BASE_MS * 2 ** previous);
+      this.cutOffs.set(c.id, { count: previous + 1, notBeforeMs: clock.now() + coolDownMs });
+      const cutUrl = (members.find((m) => m.id === c.id) as GeneratorRecord).url;
+      await registry.update(c.id, { state: 'unhealthy', reason: `${c.reason} (may rejoin in ${Math.round(coolDownMs / 1000)} s)`, updatedAtMs: clock.now() }, cutUrl);
+      // Best effort: close an update it may have started (else its next
+      // start_weight_update is refused) and do not leave it paused. It is
+      // out of service until a full sync, so partial weights are never served.
+      const admin = this.deps.admin((members.find((m) => m.id === c.id) as GeneratorRecord).url);
+      void admin
+        .finishWeightUpdate(version, 1000)
+        .catch(() => undefined)
+        .then(() => admin.resume(1000))
+        .catch(() => undefined);
+    }
     let result: SyncReport['result'];
     if (!sent.ok) {
       // The broadcast did not complete: every receiver holds a partial update.
@@ -313,22 +331,6 @@ export class WeightSyncCoordinator {
       for (const g of alive) this.cutOffs.delete(g.id);
       if (alive.length > 0) await this.deps.queue.publishPolicyVersion(sentVersion);
       result = alive.length === 0 ? 'failed' : cutOff.length > 0 ? 'partial' : 'ok';
-    }
-    for (const c of cutOff) {
-      const previous = this.cutOffs.get(c.id)?.count ?? 0;
-      const coolDownMs = Math.min(REJOIN_MAX_MS, REJOIN_BASE_MS * 2 ** previous);
-      this.cutOffs.set(c.id, { count: previous + 1, notBeforeMs: clock.now() + coolDownMs });
-      const cutUrl = (members.find((m) => m.id === c.id) as GeneratorRecord).url;
-      await registry.update(c.id, { state: 'unhealthy', reason: `${c.reason} (may rejoin in ${Math.round(coolDownMs / 1000)} s)`, updatedAtMs: clock.now() }, cutUrl);
-      // Best effort: close an update it may have started (else its next
-      // start_weight_update is refused) and do not leave it paused. It is
-      // out of service until a full sync, so partial weights are never served.
-      const admin = this.deps.admin((members.find((m) => m.id === c.id) as GeneratorRecord).url);
-      void admin
-        .finishWeightUpdate(version, 1000)
-        .catch(() => undefined)
-        .then(() => admin.resume(1000))
-        .catch(() => undefined);
     }
     if (cutOff.length > 0) this.groupKey = '';
     phasesMs.total = clock.now() - started;
