@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadAverage, machineInfo } from './lib/common.mjs';
 
-const BENCHMARKS = ['rollout-path', 'weight-sync', 'overlap', 'control-plane-cost'];
+const BENCHMARKS = ['rollout-path', 'weight-sync', 'overlap', 'control-plane-cost', 'failover'];
 
 const USAGE = `usage: pnpm --silent bench <name> [--quick]
   name: ${BENCHMARKS.join(' | ')}

@@ -167,6 +167,27 @@ describe('tandem runs ... against tandem up', () => {
     expect(run.status.phase).toBe('Succeeded');
     expect(l.admitted).toBe((l.trained ?? 0) + (l.droppedStale ?? 0) + (l.failed ?? 0) + (l.cancelled ?? 0));
     expect(l.trained).toBe(6);
+    // The run's journal: accepted, the trainer attached, succeeded — oldest
+    // first. "Succeeded" is written when admission winds down, a moment
+    // after the last ack: wait for it.
+    expect((run.events as Array<{ reason: string }>)[0]?.reason).toBe('Accepted');
+    const reasons = await waitFor(
+      async () => {
+        const r = await runs('events', 'cli-yaml', '-o', 'json');
+        const list = (JSON.parse(r.stdout) as Array<{ reason: string }>).map((e) => e.reason);
+        return list.includes('Succeeded') ? list : undefined;
+      },
+      { timeoutMs: 30_000, what: 'the Succeeded entry in the journal' },
+    );
+    expect(reasons[0]).toBe('Accepted');
+    expect(reasons).toContain('TrainerAttached');
+    expect(reasons.filter((r) => r === 'Succeeded')).toHaveLength(1);
+    const described = await runs('get', 'cli-yaml');
+    expect(described.code, described.stderr).toBe(0);
+    const [, eventsPart] = described.stdout.split('\nEvents:\n');
+    expect(eventsPart?.split('\n')[0]).toMatch(/^ {2}TIME\s+TYPE\s+REASON\s+MESSAGE$/);
+    expect(eventsPart).toMatch(/^ {2}\S+Z\s+Normal\s+Accepted\s+run accepted: 3 steps/m);
+    expect(eventsPart).toMatch(/^ {2}\S+Z\s+Normal\s+Succeeded\s+trained 6 groups in 3 steps/m);
   }, 300_000);
 
   it('submits a bare spec in JSON, shows it in every format, watches it and cancels it', async () => {
@@ -213,8 +234,10 @@ describe('tandem runs ... against tandem up', () => {
     expect(yaml.stdout).toMatch(/^status:$/m);
     expect(yaml.stdout).toMatch(/^ {2}phase: (Pending|Running)$/m);
     expect(one.code, one.stderr).toBe(0);
-    const oneRows = one.stdout.trimEnd().split('\n');
+    const [runPart, eventsPart] = one.stdout.split('\nEvents:\n');
+    const oneRows = (runPart ?? '').trimEnd().split('\n');
     expect(oneRows).toHaveLength(2);
+    expect(eventsPart).toMatch(/Normal\s+Accepted\s+run accepted: 5 steps/);
     expect(oneRows[1]).toMatch(/^cli-json\s+(Pending|Running)\s+0\/5\s+0\s+1\s/);
 
     // watch streams until the run ends, here by a cancel from another command.
@@ -245,6 +268,12 @@ describe('tandem runs ... against tandem up', () => {
     const again = await runs('cancel', 'cli-json', '-o', 'json');
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout).status).toMatchObject({ phase: 'Cancelled', message: 'e2e test over' });
+    // The cancel is in the journal once, with its reason.
+    const journal = await runs('events', 'cli-json', '-o', 'json');
+    expect(journal.code, journal.stderr).toBe(0);
+    const cancels = (JSON.parse(journal.stdout) as Array<{ reason: string; message: string }>).filter((e) => e.reason === 'Cancelled');
+    expect(cancels).toHaveLength(1);
+    expect(cancels[0]?.message).toMatch(/^e2e test over \(\d+ open groups cancelled\)$/);
   }, 300_000);
 
   it('reports an unknown run with exit code 1 and one line on stderr', async () => {
@@ -253,6 +282,7 @@ describe('tandem runs ... against tandem up', () => {
       runs('cancel', 'no-such-run'),
       runs('watch', 'no-such-run'),
       runs('scale', 'no-such-run', '--generators', '2'),
+      runs('events', 'no-such-run'),
     ]);
     for (const r of results) expectOneLineError(r, 1, /^tandem: run no-such-run not found$/);
   }, 180_000);

@@ -278,6 +278,9 @@ describe('generation side, end to end (real processes)', () => {
       expect(syncCutOffs, id).toEqual([]);
     }
     await expectReadyAt(f, ['g0', 'g1'], new Map([['g0', (gens[0] as SimGenerator).url], ['g1', (gens[1] as SimGenerator).url]]));
+    // The cut-off is in the run's journal, with the phase and the deadline.
+    const journal = await rig.api.events(runId);
+    expect(journal.some((e) => e.type === 'Warning' && e.reason === 'GeneratorCutOff' && /^g2 cut off from the weight sync to version \d+: update: .*deadline/.test(e.message)), JSON.stringify(journal)).toBe(true);
   }, 300_000);
 
   it('d: rides out injected 429s with backoff: no lost prompts, and the 429s are counted', async () => {

@@ -72,9 +72,13 @@ export class TandemError extends Error {
     return RETRYABLE_CODES.has(this.code);
   }
 
-  /** Normalises anything caught into a TandemError (INTERNAL when unknown). */
+  /**
+   * Normalises anything caught into a TandemError: UNAVAILABLE for a lost
+   * connection (see {@link isConnectionError}), INTERNAL when unknown.
+   */
   static from(err: unknown): TandemError {
     if (err instanceof TandemError) return err;
+    if (err instanceof Error && isConnectionError(err)) return new TandemError(ErrorCode.Unavailable, err.message, { cause: err });
     if (err instanceof Error) return new TandemError(ErrorCode.Internal, err.message, { cause: err });
     return new TandemError(ErrorCode.Internal, String(err));
   }
@@ -86,4 +90,24 @@ export class TandemError extends Error {
       fieldViolations: violations,
     });
   }
+}
+
+const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTCONN']);
+
+/**
+ * Whether an error says a backing service (Redis restarting or failing
+ * over, a peer gone) could not be reached, rather than that the request was
+ * wrong: such errors are UNAVAILABLE, which callers retry. Reporting them as
+ * INTERNAL made a trainer give up (exit) on a Redis restart. ioredis fails a
+ * command that outlived its reconnect attempts with MaxRetriesPerRequestError
+ * and one issued on a closed connection with "Connection is closed."; sockets
+ * fail with ECONNREFUSED and friends.
+ */
+export function isConnectionError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    err.message === 'Connection is closed.' ||
+    (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code))
+  );
 }

@@ -17,6 +17,13 @@ export const REDACTED_PATHS = [
   '*.apiKey',
   'secret',
   '*.secret',
+  // Redis URLs may carry a password; per-run credentials and request headers carry tokens.
+  'redisUrl',
+  '*.redisUrl',
+  'credentials',
+  '*.credentials',
+  'headers.cookie',
+  '*.headers.cookie',
 ];
 
 /** Options for {@link createLogger}. */

@@ -22,7 +22,7 @@
   this script deletes what was staged. Seen from outside the transaction,
   the payload exists exactly when the group is finished or served.
 
-  KEYS: as in admit-10.lua
+  KEYS: as in admit-11.lua
   ARGV[1]  events channel
   ARGV[2]  groupId
   ARGV[3]  minPolicyVersion

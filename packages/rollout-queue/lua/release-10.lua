@@ -5,7 +5,7 @@
                          ARGV[4] is "1" its prompt is queued to be admitted
                          again so that nothing accepted is lost
 
-  KEYS: as in admit-10.lua
+  KEYS: as in admit-11.lua
   ARGV[1]  events channel
   ARGV[2]  groupId
   ARGV[3]  outcome: "failed" | "cancelled"

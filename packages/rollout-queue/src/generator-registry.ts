@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 import { TandemError } from '@tandem/common';
 import { runKeys } from './keys.js';
 import { scripts, type RolloutRedis } from './lua-script.js';
@@ -53,12 +53,12 @@ interface PendingUpdate {
  * is merged and stored exactly as a single update would store it.
  */
 export class GeneratorRegistry {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly key: string;
   private readonly events: string;
   private pending: PendingUpdate[] = [];
 
-  constructor(redis: Redis, runId: string, keyPrefix = 'tandem') {
+  constructor(redis: RedisClient, runId: string, keyPrefix = 'tandem') {
     const keys = runKeys(runId, keyPrefix);
     this.redis = redis;
     this.key = `${keys.bullPrefix}:generators`;

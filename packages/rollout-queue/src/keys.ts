@@ -16,6 +16,10 @@ export interface RunKeys {
   gprompt: string;
   retry: string;
   events: string;
+  /** Capped list of the run's journal entries (RunJournal). */
+  journal: string;
+  /** The run's fence: the highest control-plane leader token that took the run over. */
+  fence: string;
   /** BullMQ prefix for the run's prompt queue. */
   bullPrefix: string;
   /** Glob matching every key of the run (for deletion). */
@@ -43,6 +47,8 @@ export function runKeys(runId: string, prefix = 'tandem'): RunKeys {
   return {
     ...k,
     events: `${base}:events`,
+    journal: `${base}:journal`,
+    fence: `${base}:fence`,
     bullPrefix: base,
     pattern: `${base}:*`,
     batch: (step) => `${base}:batch:${step}`,

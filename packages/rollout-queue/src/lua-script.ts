@@ -42,12 +42,16 @@ export class LuaScript {
   private readonly source: string;
   private readonly sha: string;
 
-  constructor(fileName: string) {
+  /**
+   * @param fileName `<name>-<numKeys>.lua`
+   * @param dir the folder holding it. @default this package's lua/
+   */
+  constructor(fileName: string, dir: URL = new URL('../lua/', import.meta.url)) {
     const match = /^([a-z-]+)-(\d+)\.lua$/.exec(fileName);
     if (!match) throw new Error(`script file ${fileName} is not named <name>-<numKeys>.lua`);
     this.name = match[1] as string;
     this.numKeys = Number(match[2]);
-    this.source = readFileSync(new URL(`../lua/${fileName}`, import.meta.url), 'utf8');
+    this.source = readFileSync(new URL(fileName, dir), 'utf8');
     this.sha = createHash('sha1').update(this.source).digest('hex');
   }
 
@@ -96,12 +100,13 @@ function isNoScript(err: unknown): boolean {
 
 /** The queue's scripts, loaded once per process. */
 export const scripts = {
-  admit: new LuaScript('admit-10.lua'),
+  admit: new LuaScript('admit-11.lua'),
   complete: new LuaScript('complete-10.lua'),
   release: new LuaScript('release-10.lua'),
-  serveBatch: new LuaScript('serve-batch-11.lua'),
-  ackBatch: new LuaScript('ack-batch-11.lua'),
-  publishVersion: new LuaScript('publish-version-10.lua'),
-  closeRun: new LuaScript('close-run-11.lua'),
+  serveBatch: new LuaScript('serve-batch-12.lua'),
+  ackBatch: new LuaScript('ack-batch-12.lua'),
+  publishVersion: new LuaScript('publish-version-11.lua'),
+  closeRun: new LuaScript('close-run-12.lua'),
+  raiseFence: new LuaScript('raise-fence-2.lua'),
   casGenerators: new LuaScript('cas-generators-1.lua'),
 };

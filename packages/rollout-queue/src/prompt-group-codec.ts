@@ -2,12 +2,21 @@ import { TandemError, type FieldViolation } from '@tandem/common';
 import { PromptGroup, type Trajectory } from '@tandem/protocol';
 import { ExactWriter, delimitedSize, isPlainVarint, varintSize } from './wire-writer.js';
 
+/**
+ * Default largest encoded group: half of Redis's largest bulk string
+ * (`proto-max-bulk-len`, 512 MB), so a group can always be stored and
+ * served; a trainer must raise its gRPC receive limit to match.
+ */
+export const MAX_GROUP_PAYLOAD_BYTES = 256 * 1024 * 1024;
+
 /** Limits a finished group is checked against before it is queued. */
 export interface GroupLimits {
   /** Completions per group (G). */
   groupSize: number;
   /** Longest allowed completion. */
   maxTokens: number;
+  /** Largest encoded group (the rollout worker's TANDEM_MAX_GROUP_BYTES). @default MAX_GROUP_PAYLOAD_BYTES */
+  maxGroupBytes?: number;
 }
 
 /** A validated, encoded group ready for {@link RolloutQueue.complete}. */
@@ -78,12 +87,19 @@ export function encodePromptGroup(group: PromptGroup, limits: GroupLimits): Enco
     });
   }
   if (violations.length > 0) throw TandemError.invalid('prompt group', violations);
+  const payload = encodePromptGroupBytes(group);
+  const maxBytes = limits.maxGroupBytes ?? MAX_GROUP_PAYLOAD_BYTES;
+  if (payload.byteLength > maxBytes) {
+    throw TandemError.invalid('prompt group', [
+      { path: '', message: `encoded size ${payload.byteLength} bytes exceeds the limit of ${maxBytes} bytes (TANDEM_MAX_GROUP_BYTES)` },
+    ]);
+  }
   return {
     groupId: group.groupId,
     minPolicyVersion: group.minPolicyVersion,
     maxPolicyVersion: group.maxPolicyVersion,
     tokens,
-    payload: encodePromptGroupBytes(group),
+    payload,
   };
 }
 

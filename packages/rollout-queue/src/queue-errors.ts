@@ -15,10 +15,11 @@ export const ScriptCode = {
   BadVersions: -9,
   Integrity: -10,
   RunMissing: -11,
+  Fenced: -12,
 } as const;
 
 /** Turns a negative script code into a TandemError that says what happened. */
-export function scriptError(code: number, context: { runId: string; step?: number; groupId?: string }): TandemError {
+export function scriptError(code: number, context: { runId: string; step?: number; groupId?: string; fencingToken?: number }): TandemError {
   const { runId, step, groupId } = context;
   switch (code) {
     case ScriptCode.RunNotOpen:
@@ -47,6 +48,14 @@ export function scriptError(code: number, context: { runId: string; step?: numbe
       return new TandemError(ErrorCode.Internal, `batch ${step} of run ${runId} holds a group not in state served`);
     case ScriptCode.RunMissing:
       return new TandemError(ErrorCode.NotFound, `run ${runId} not found`);
+    case ScriptCode.Fenced:
+      // UNAVAILABLE: this control plane is no longer the leader; the caller
+      // should go to the current one (retrying here fails the same way).
+      return new TandemError(
+        ErrorCode.Unavailable,
+        `run ${runId} was taken over by a newer control-plane leader (this replica's fencing token ${context.fencingToken ?? '?'} is below the run's fence): not the leader`,
+        { reason: 'FENCED' },
+      );
     default:
       return new TandemError(ErrorCode.Internal, `unexpected script code ${code} for run ${runId}`);
   }

@@ -4,6 +4,7 @@ import { runKeys, type RunKeys } from './keys.js';
 import { scriptError } from './queue-errors.js';
 import type { RunEvents } from './run-events.js';
 import type { EncodedGroup } from './prompt-group-codec.js';
+import { scanKeys } from './redis-connection.js';
 
 /** Staleness and size settings of one run's queue. */
 export interface RunQueueSettings {
@@ -106,6 +107,14 @@ export interface RolloutQueueDeps {
   clock: Clock;
   log: Logger;
   keyPrefix?: string;
+  /**
+   * The control-plane leader's fencing token (services/control-plane/src/ha).
+   * When it returns a number, the leader-only transitions (admit, serve,
+   * ack, publish version, close) carry it and Redis refuses them once a
+   * newer leader raised the run's fence (UNAVAILABLE, reason FENCED).
+   * Absent or undefined: unfenced (rollout workers; leader election off).
+   */
+  fencingToken?: () => number | undefined;
 }
 
 /** Options for blocking calls. */
@@ -133,6 +142,7 @@ export class RolloutQueue {
   private readonly events: RunEvents;
   private readonly clock: Clock;
   private readonly log: Logger;
+  private readonly fencingToken: () => number | undefined;
 
   constructor(runId: string, deps: RolloutQueueDeps) {
     this.runId = runId;
@@ -141,6 +151,31 @@ export class RolloutQueue {
     this.events = deps.events;
     this.clock = deps.clock;
     this.log = deps.log.child({ runId });
+    this.fencingToken = deps.fencingToken ?? (() => undefined);
+  }
+
+  /** The fencing-token argument of the leader-only scripts ('' = unfenced). */
+  private fence(): { arg: string; token: number | undefined } {
+    const token = this.fencingToken();
+    return { arg: token === undefined ? '' : String(token), token };
+  }
+
+  /** The context of a script error (names the token when fenced). */
+  private ctx(extra: { step?: number; groupId?: string } = {}, token?: number): { runId: string; step?: number; groupId?: string; fencingToken?: number } {
+    return { runId: this.runId, ...extra, ...(token === undefined ? {} : { fencingToken: token }) };
+  }
+
+  /**
+   * Takes the run over for the leader holding `token`: raises the run's
+   * fence to it, so leaders with older tokens can no longer change the run.
+   * Throws UNAVAILABLE (FENCED) when a newer leader already holds it.
+   */
+  async raiseFence(token: number): Promise<void> {
+    if (!Number.isSafeInteger(token) || token < 1) {
+      throw TandemError.invalid('fencing token', [{ path: 'token', message: 'must be a positive integer' }]);
+    }
+    const reply = await scripts.raiseFence.run(this.redis, [this.keys.meta, this.keys.fence], [token]);
+    if (typeof reply === 'number' && reply < 0) throw scriptError(reply, this.ctx({}, token));
   }
 
   /**
@@ -163,12 +198,16 @@ export class RolloutQueue {
     };
     // HSETNX per field: idempotent, and never resets a running queue.
     await Promise.all(Object.entries(fields).map(([f, v]) => this.redis.hsetnx(this.keys.meta, f, v)));
+    // A run created by a leader belongs to it from the start.
+    const token = this.fencingToken();
+    if (token !== undefined) await this.raiseFence(token);
   }
 
   /** One admission attempt; never blocks. */
   async tryAdmit(): Promise<AdmitAttempt> {
-    const reply = await scripts.admit.run(this.redis, this.keys.common, [this.keys.events]);
-    if (reply === -11) throw scriptError(reply, { runId: this.runId });
+    const fence = this.fence();
+    const reply = await scripts.admit.run(this.redis, [...this.keys.common, this.keys.fence], [this.keys.events, fence.arg]);
+    if (reply === -11 || reply === -12) throw scriptError(reply, this.ctx({}, fence.token));
     if (typeof reply === 'number') return { kind: 'ended', state: reply === -2 ? 'complete' : 'closed' };
     const r = reply as [number, ...unknown[]];
     if (r[0] === 1) {
@@ -302,14 +341,16 @@ export class RolloutQueue {
   }
 
   private async serveIds(step: number): Promise<{ attempt: ServeAttempt; groupsMissing: number }> {
-    const reply = await scripts.serveBatch.runBuffer(this.redis, [...this.keys.common, this.keys.batch(step)], [
+    const fence = this.fence();
+    const reply = await scripts.serveBatch.runBuffer(this.redis, [...this.keys.common, this.keys.batch(step), this.keys.fence], [
       this.keys.events,
       step,
+      fence.arg,
     ]);
     if (typeof reply === 'number') {
       if (reply === -2) return { attempt: { kind: 'ended', state: 'complete' }, groupsMissing: 0 };
       if (reply === -1) return { attempt: { kind: 'ended', state: 'closed' }, groupsMissing: 0 };
-      throw scriptError(reply, { runId: this.runId, step });
+      throw scriptError(reply, this.ctx({ step }, fence.token));
     }
     const r = reply as Array<number | Buffer>;
     if (r[0] === 0) {
@@ -383,12 +424,14 @@ export class RolloutQueue {
    * coordinator in the loop); otherwise the coordinator publishes it.
    */
   async ackBatch(step: number, options: { publishVersion: boolean }): Promise<AckResult> {
-    const reply = await scripts.ackBatch.run(this.redis, [...this.keys.common, this.keys.batch(step)], [
+    const fence = this.fence();
+    const reply = await scripts.ackBatch.run(this.redis, [...this.keys.common, this.keys.batch(step), this.keys.fence], [
       this.keys.events,
       step,
       options.publishVersion ? '1' : '0',
+      fence.arg,
     ]);
-    if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId, step });
+    if (typeof reply === 'number') throw scriptError(reply, this.ctx({ step }, fence.token));
     const r = reply as [number, number, number];
     return { trainerStep: Number(r[1]), groupsTrained: Number(r[2]), duplicate: r[0] === 2 };
   }
@@ -398,8 +441,9 @@ export class RolloutQueue {
     if (!Number.isInteger(version) || version < 0) {
       throw TandemError.invalid('policy version', [{ path: 'version', message: 'must be a non-negative integer' }]);
     }
-    const reply = await scripts.publishVersion.run(this.redis, this.keys.common, [this.keys.events, version]);
-    if (typeof reply === 'number' && reply < 0) throw scriptError(reply, { runId: this.runId });
+    const fence = this.fence();
+    const reply = await scripts.publishVersion.run(this.redis, [...this.keys.common, this.keys.fence], [this.keys.events, version, fence.arg]);
+    if (typeof reply === 'number' && reply < 0) throw scriptError(reply, this.ctx({}, fence.token));
     return Number(reply);
   }
 
@@ -409,11 +453,13 @@ export class RolloutQueue {
    */
   async close(state: 'cancelled' | 'failed'): Promise<number> {
     const trainerStep = Number((await this.redis.hget(this.keys.meta, 'trainerStep')) ?? 0);
-    const reply = await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep)], [
+    const fence = this.fence();
+    const reply = await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep), this.keys.fence], [
       this.keys.events,
       state,
+      fence.arg,
     ]);
-    if (typeof reply === 'number') throw scriptError(reply, { runId: this.runId });
+    if (typeof reply === 'number') throw scriptError(reply, this.ctx({}, fence.token));
     return Number((reply as [number, number])[1]);
   }
 
@@ -480,13 +526,9 @@ export class RolloutQueue {
 
   /** Deletes every key of the run (after it is finished and reported). */
   async destroy(): Promise<number> {
-    let cursor = '0';
     let deleted = 0;
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', this.keys.pattern, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) deleted += await this.redis.del(...keys);
-    } while (cursor !== '0');
+    // One DEL per batch is legal on a Redis Cluster: the keys share the run's slot.
+    for await (const keys of scanKeys(this.redis, this.keys.pattern)) deleted += await this.redis.del(...keys);
     return deleted;
   }
 }

@@ -1,14 +1,19 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { systemClock, silentLogger, type Clock, type Logger } from '@tandem/common';
 import { RolloutQueue } from './rollout-queue.js';
 import { RunEvents } from './run-events.js';
 import { PromptQueue } from './prompt-queue.js';
 import { runKeys } from './keys.js';
 import { GeneratorRegistry } from './generator-registry.js';
+import { RunJournal } from './run-journal.js';
+import { createRedisClient, type RedisClient } from './redis-connection.js';
 
 /** Options for {@link RolloutStore.create}. */
 export interface RolloutStoreOptions {
-  /** Redis URL, e.g. redis://127.0.0.1:6379. */
+  /**
+   * Redis URL, e.g. redis://127.0.0.1:6379; also the Cluster and Sentinel
+   * forms (redis+cluster://…, redis+sentinel://…; see parseRedisUrl).
+   */
   redisUrl: string;
   /** Prefix of every key. @default 'tandem' */
   keyPrefix?: string;
@@ -16,15 +21,27 @@ export interface RolloutStoreOptions {
   log?: Logger;
   /** Extra ioredis options (TLS, password). */
   redisOptions?: RedisOptions;
+  /** The control-plane leader's fencing token for every run's queue (see RolloutQueueDeps). */
+  fencingToken?: () => number | undefined;
+  /**
+   * Subscribe to this run's channels only (`<prefix>:{<runId>}:*`), not to
+   * every run's: a rollout worker's per-run Redis user may use its run's
+   * channels only, and Redis ACLs match PSUBSCRIBE patterns literally.
+   */
+  onlyRun?: string;
 }
 
 /**
  * The process's connections to the rollout queues of all runs: one command
  * connection, one subscriber for wake-up events, and a BullMQ connection
- * factory. `forRun` hands out cheap per-run views.
+ * factory. `forRun` hands out cheap per-run views. Every connection comes
+ * from createRedisClient, so the same code runs on one node, a
+ * Sentinel-managed master or a Redis Cluster.
  */
 export class RolloutStore {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
+  /** Every run's journal (the events `tandem runs get` shows). */
+  readonly journal: RunJournal;
   private readonly events: RunEvents;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -32,8 +49,11 @@ export class RolloutStore {
   private readonly redisUrl: string;
   private readonly redisOptions: RedisOptions;
   private readonly queues = new Map<string, RolloutQueue>();
+  /** Connections handed to BullMQ, which never closes a client it is given. */
+  private readonly bullClients = new Set<RedisClient>();
+  private readonly fencingToken: (() => number | undefined) | undefined;
 
-  private constructor(redis: Redis, events: RunEvents, options: RolloutStoreOptions) {
+  private constructor(redis: RedisClient, events: RunEvents, options: RolloutStoreOptions) {
     this.redis = redis;
     this.events = events;
     this.clock = options.clock ?? systemClock;
@@ -41,17 +61,33 @@ export class RolloutStore {
     this.keyPrefix = options.keyPrefix ?? 'tandem';
     this.redisUrl = options.redisUrl;
     this.redisOptions = options.redisOptions ?? {};
+    this.fencingToken = options.fencingToken;
+    this.journal = new RunJournal(redis, { keyPrefix: this.keyPrefix, clock: this.clock, log: this.log });
   }
 
   /** Connects and subscribes; rejects when Redis cannot be reached. */
   static async create(options: RolloutStoreOptions): Promise<RolloutStore> {
     const log = options.log ?? silentLogger();
-    const redis = new Redis(options.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 20, ...options.redisOptions });
-    await redis.connect();
-    const subscriber = redis.duplicate();
-    const events = new RunEvents(subscriber, `${options.keyPrefix ?? 'tandem'}:*:events`, log);
-    await events.whenReady();
-    return new RolloutStore(redis, events, options);
+    const connect = (): RedisClient =>
+      createRedisClient(options.redisUrl, { lazyConnect: true, ...(options.redisOptions ? { redisOptions: options.redisOptions } : {}) });
+    const redis = connect();
+    // Without a listener ioredis prints "Unhandled error event" for every
+    // failed reconnect while Redis restarts; it reconnects by itself, and a
+    // command that runs out of retries fails where it was issued.
+    redis.on('error', (err: unknown) => log.warn({ err }, 'redis connection error (reconnecting)'));
+    try {
+      await redis.connect();
+      const pattern = options.onlyRun === undefined ? `${options.keyPrefix ?? 'tandem'}:*:events` : runKeys(options.onlyRun, options.keyPrefix ?? 'tandem').pattern;
+      const events = new RunEvents(connect(), pattern, log);
+      await events.whenReady().catch(async (err: unknown) => {
+        await events.close();
+        throw err;
+      });
+      return new RolloutStore(redis, events, options);
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
   }
 
   /** The rollout queue of one run (call `init` on a new run). */
@@ -64,17 +100,37 @@ export class RolloutStore {
         clock: this.clock,
         log: this.log,
         keyPrefix: this.keyPrefix,
+        ...(this.fencingToken ? { fencingToken: this.fencingToken } : {}),
       });
       this.queues.set(runId, queue);
     }
     return queue;
   }
 
-  /** The BullMQ queue of admitted prompts of one run (its own connection). */
+  /**
+   * The BullMQ queue of admitted prompts of one run, on its own connections
+   * (the queue's, and the workers' with no retry limit, as BullMQ requires);
+   * they close with the prompt queue or with this store.
+   */
   promptQueue(runId: string): PromptQueue {
+    const connect = (maxRetriesPerRequest: number | null): RedisClient => {
+      const client = createRedisClient(this.redisUrl, {
+        lazyConnect: true,
+        maxRetriesPerRequest,
+        redisOptions: this.redisOptions,
+      });
+      this.bullClients.add(client);
+      return client;
+    };
+    const release = (client: RedisClient): void => {
+      this.bullClients.delete(client);
+      client.disconnect();
+    };
     return new PromptQueue({
       prefix: runKeys(runId, this.keyPrefix).bullPrefix,
-      connection: { url: this.redisUrl, ...this.redisOptions },
+      connection: connect(20),
+      workerConnection: () => connect(null),
+      release,
     });
   }
 
@@ -100,6 +156,8 @@ export class RolloutStore {
 
   async close(): Promise<void> {
     await this.events.close();
+    for (const client of this.bullClients) client.disconnect();
+    this.bullClients.clear();
     this.redis.disconnect();
   }
 }

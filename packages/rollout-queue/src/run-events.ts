@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 import type { Logger } from '@tandem/common';
 
 /** The message complete-10.lua publishes when a group finished (one per group). */
@@ -26,13 +26,15 @@ export interface EventWaiter {
  * (a group finished, a slot freed, a step acked, the version moved, the run
  * closed). Waiters re-check Redis when woken, so a message carries no state
  * and a lost message costs at most one fallback re-check interval.
+ * On a Redis Cluster a PUBLISH reaches the subscribers of every node, so
+ * one pattern subscription on any node hears every run.
  */
 export class RunEvents {
   private readonly waiters = new Map<string, Set<(message: string) => void>>();
-  private readonly subscriber: Redis;
+  private readonly subscriber: RedisClient;
   private readonly ready: Promise<unknown>;
 
-  constructor(subscriber: Redis, pattern: string, log: Logger) {
+  constructor(subscriber: RedisClient, pattern: string, log: Logger) {
     this.subscriber = subscriber;
     subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => this.wake(channel, message));
     // After a reconnect the subscription is restored by ioredis; wake

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 import type { RunSpec } from '@tandem/run-spec';
 
 /** Lifecycle phase of a run. */
@@ -10,6 +10,8 @@ export const TERMINAL_PHASES: ReadonlySet<RunPhase> = new Set<RunPhase>(['Succee
 /** What the control plane keeps about a run besides its queue. */
 export interface RunRecord {
   id: string;
+  /** The namespace the run belongs to (API authorization); absent on runs from before namespaces, which are `default`'s. */
+  namespace?: string;
   spec: RunSpec;
   phase: RunPhase;
   message: string;
@@ -20,13 +22,16 @@ export interface RunRecord {
 
 /**
  * Run records in Redis: one hash per run under the run's hash tag, and a
- * sorted set of run ids by creation time for listing.
+ * sorted set of run ids by creation time for listing. The two live in
+ * different Redis Cluster slots, so they are written by separate commands,
+ * never in one MULTI (CROSSSLOT): a record is complete before its id is
+ * listed, and unlisted before it is deleted.
  */
 export class RunRecordStore {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = redis;
     this.prefix = prefix;
   }
@@ -43,11 +48,8 @@ export class RunRecordStore {
   async create(record: RunRecord): Promise<boolean> {
     const created = await this.redis.hsetnx(this.key(record.id), 'id', record.id);
     if (created === 0) return false;
-    await this.redis
-      .multi()
-      .hset(this.key(record.id), toHash(record))
-      .zadd(this.index, Date.parse(record.createdAt), record.id)
-      .exec();
+    await this.redis.hset(this.key(record.id), toHash(record));
+    await this.redis.zadd(this.index, Date.parse(record.createdAt), record.id);
     return true;
   }
 
@@ -56,6 +58,7 @@ export class RunRecordStore {
     if (h.id === undefined || h.spec === undefined) return undefined;
     return {
       id: h.id,
+      ...(h.namespace === undefined ? {} : { namespace: h.namespace }),
       spec: JSON.parse(h.spec) as RunSpec,
       phase: (h.phase ?? 'Pending') as RunPhase,
       message: h.message ?? '',
@@ -80,13 +83,15 @@ export class RunRecordStore {
   }
 
   async delete(id: string): Promise<void> {
-    await this.redis.multi().del(this.key(id)).zrem(this.index, id).exec();
+    await this.redis.zrem(this.index, id);
+    await this.redis.del(this.key(id));
   }
 }
 
 function toHash(r: RunRecord): Record<string, string> {
   return {
     id: r.id,
+    ...(r.namespace === undefined ? {} : { namespace: r.namespace }),
     spec: JSON.stringify(r.spec),
     phase: r.phase,
     message: r.message,

@@ -19,12 +19,18 @@ export const ModelSpec = z.strictObject({
   revision: z.string().max(256).optional(),
 });
 
+/** Longest prompt (and reference answer) in characters, inline or in a JSON-lines file. */
+export const MAX_PROMPT_CHARS = 65_536;
+
 const InlinePrompt = z.strictObject({
-  prompt: z.string().min(1).max(65_536),
+  prompt: z.string().min(1).max(MAX_PROMPT_CHARS),
   /** Reference answer for verifiable rewards. */
-  answer: z.string().max(65_536).optional(),
-  /** Pre-tokenised prompt, when the dataset carries ids. */
-  promptTokenIds: z.array(nonNegativeInt).max(131_072).optional(),
+  answer: z.string().max(MAX_PROMPT_CHARS).optional(),
+  /**
+   * Pre-tokenised prompt, when the dataset carries ids. Ids travel as packed
+   * int32 (tandem.v1.PromptGroup), so larger ones would be corrupted.
+   */
+  promptTokenIds: z.array(nonNegativeInt.max(2 ** 31 - 1)).max(131_072).optional(),
 });
 
 /** Where prompts come from. Prompts are drawn in order and cycle when exhausted. */
@@ -69,9 +75,19 @@ export const RewardSpec = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('remote'),
     /** HTTP endpoint that scores a batch of completions. */
-    url: z.url(),
+    url: z.url().refine((u) => !/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(u), 'must not carry credentials (user:password@): the spec is stored and shown; use headersFromEnv'),
     /** @default 30000 */
     timeoutMs: positiveInt.max(600_000).default(30_000),
+    /**
+     * Request headers whose values the rollout workers read from their
+     * environment: header name → variable name, e.g.
+     * `{ Authorization: REWARD_AUTHORIZATION }`. The spec (stored, shown by
+     * the API) names the variable, never the secret; values are never logged.
+     */
+    headersFromEnv: z
+      .record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name'), z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'must be an environment variable name'))
+      .refine((h) => Object.keys(h).length <= 16, 'at most 16 headers')
+      .optional(),
   }),
 ]);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { TandemError, createLogger } from '@tandem/common';
+import { TandemError, createLogger, type Logger } from '@tandem/common';
 import { UsageError } from './commands/options.js';
 
 // Commands are imported when used: `demo` and `up` load the whole control
@@ -8,6 +8,7 @@ const demo = () => import('./commands/demo-command.js');
 const up = () => import('./commands/up-command.js');
 const runs = () => import('./commands/runs-command.js');
 const top = () => import('./commands/top-command.js');
+const chaos = () => import('./commands/chaos-command.js');
 
 const USAGE = `tandem: asynchronous RL fine-tuning control plane
 
@@ -17,6 +18,7 @@ usage: tandem <command> [options]
   up          run the control plane with the local runtime
   runs        submit, list, get, cancel, watch and scale runs
   top         live view of runs: staleness, utilisation, throughput
+  chaos       kill processes and restart Redis during simulated runs; check the ledger
 
 tandem <command> --help for the options of a command.`;
 
@@ -56,6 +58,9 @@ async function main(argv: string[]): Promise<number> {
     case 'top':
       if (help) return usage((await top()).TOP_USAGE);
       return (await top()).topCommand(rest, abort.signal);
+    case 'chaos':
+      if (help) return usage((await chaos()).CHAOS_USAGE);
+      return (await chaos()).chaosCommand(rest, chaosLog(log), abort.signal).then((code: number) => (abort.signal.aborted ? 130 : code));
     case undefined:
     case 'help':
     case '--help':
@@ -64,6 +69,16 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command '${command}'\n\n${USAGE}`);
   }
+}
+
+/**
+ * The chaos suite kills processes on purpose: the restarts and reconnects
+ * it causes would fill the terminal at warn level. Errors still show;
+ * TANDEM_LOG_LEVEL set explicitly wins.
+ */
+function chaosLog(log: Logger): Logger {
+  if (process.env.TANDEM_LOG_LEVEL === undefined) log.level = 'error';
+  return log;
 }
 
 function usage(text: string): number {

@@ -6,7 +6,11 @@ import { ControlPlane } from './control-plane.js';
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const log = createLogger({ name: 'control-plane', level: config.logLevel });
-  const plane = await ControlPlane.create(config, { log });
+  const plane = await ControlPlane.create(config, {
+    log,
+    // With leader election: one line each time this replica takes the runs over (tests, bench/failover.mjs).
+    onTakeover: (t) => process.stdout.write(`${JSON.stringify({ event: 'leading', ...t })}\n`),
+  });
   const addresses = await plane.start();
   // One machine-readable line for whoever started us (CLI, tests).
   process.stdout.write(`${JSON.stringify({ event: 'listening', ...addresses })}\n`);

@@ -1,12 +1,20 @@
 import { z } from 'zod';
 import { parseOrThrow } from '@tandem/common';
+import { MAX_GROUP_PAYLOAD_BYTES } from '@tandem/rollout-queue';
+import { redisUrlIssue } from '@tandem/rollout-queue';
 
 const ms = z.coerce.number().int().positive();
 
+/** A Redis URL in any form Tandem accepts (one node, Cluster, Sentinel; see docs/operations.md). */
+const redisUrl = z.string().superRefine((value, ctx) => {
+  const issue = redisUrlIssue(value);
+  if (issue !== undefined) ctx.addIssue({ code: 'custom', message: issue });
+});
+
 /** The rollout worker's environment (see docs/operations.md). */
 export const RolloutWorkerEnv = z.object({
-  /** Redis holding the run's queues. */
-  TANDEM_REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Redis holding the run's queues (any form the control plane accepts; passed on unchanged). */
+  TANDEM_REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
   /** The run this worker serves. */
   TANDEM_RUN_ID: z.string().min(1),
   /** @default tandem */
@@ -32,6 +40,8 @@ export const RolloutWorkerEnv = z.object({
   TANDEM_LOCK_DURATION_MS: ms.default(30_000),
   /** BullMQ stalled-job check interval. @default 30000 */
   TANDEM_STALLED_INTERVAL_MS: ms.default(30_000),
+  /** Largest encoded finished group; a larger one ends `failed`, naming the limit. @default 268435456 */
+  TANDEM_MAX_GROUP_BYTES: z.coerce.number().int().positive().max(512 * 1024 * 1024).default(MAX_GROUP_PAYLOAD_BYTES),
 });
 
 /** Resolved worker configuration. */
@@ -50,6 +60,7 @@ export interface RolloutWorkerConfig {
   probeAfterMs: number;
   lockDurationMs: number;
   stalledIntervalMs: number;
+  maxGroupBytes: number;
 }
 
 /** Parses the environment; throws INVALID_ARGUMENT naming each bad variable. */
@@ -70,5 +81,6 @@ export function loadConfig(env: Record<string, string | undefined>): RolloutWork
     probeAfterMs: e.TANDEM_PROBE_AFTER_MS,
     lockDurationMs: e.TANDEM_LOCK_DURATION_MS,
     stalledIntervalMs: e.TANDEM_STALLED_INTERVAL_MS,
+    maxGroupBytes: e.TANDEM_MAX_GROUP_BYTES,
   };
 }

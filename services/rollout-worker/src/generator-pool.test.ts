@@ -112,4 +112,37 @@ describe('generator pool', () => {
     abort.abort(new Error('stop'));
     await expect(p).rejects.toThrow('stop');
   });
+  it('does not miss a version change published while it reads the registry', async () => {
+    // The registry is read, the generator is published at version 1 and the
+    // change event fires, all before the caller would go to sleep: the event
+    // must still wake it (no change waiter times out here: refreshMs is an hour).
+    let version = -1;
+    const listeners = new Set<() => void>();
+    let reads = 0;
+    const pool = new GeneratorPool(
+      {
+        list: async () => {
+          const snapshot = [gen('a', 'ready', version)];
+          if (++reads === 1) {
+            version = 1;
+            for (const l of [...listeners]) l();
+          }
+          return snapshot;
+        },
+        nextChange: () => {
+          let fire: () => void = () => undefined;
+          const promise = new Promise<void>((r) => {
+            fire = r;
+            listeners.add(r);
+          });
+          return { promise, cancel: () => listeners.delete(fire) };
+        },
+      },
+      { maxInFlightPerGenerator: 1, unhealthyAfterFailures: 2, probeAfterMs: 100, refreshMs: 3_600_000 },
+      { clock: { now: () => Date.now(), sleep: async () => undefined }, log: silentLogger(), probe: async () => true },
+    );
+    const lease = await pool.acquire(1, 0, new AbortController().signal);
+    expect(lease).toMatchObject({ id: 'a', policyVersion: 1 });
+    expect(reads).toBe(2);
+  });
 });

@@ -1,4 +1,4 @@
-import type { Clock, Logger } from '@tandem/common';
+import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common';
 import type { GeneratorRecord } from '@tandem/rollout-queue';
 import { Semaphore } from './semaphore.js';
 
@@ -113,35 +113,54 @@ export class GeneratorPool {
    * `signal` aborts.
    */
   async acquire(targetStep: number, maxAgeSteps: number, signal: AbortSignal): Promise<Lease> {
+    let mustRefresh = false;
     for (;;) {
       if (signal.aborted) throw signal.reason ?? new Error('aborted');
-      if (this.clock.now() - this.lastRefreshMs > this.options.refreshMs) await this.refresh();
-      const now = this.clock.now();
-      let best: Member | undefined;
-      for (const m of this.members.values()) {
-        const { state, policyVersion } = m.record;
-        if (state !== 'ready' && state !== 'syncing') continue;
-        if (policyVersion < 0 || targetStep - policyVersion > maxAgeSteps) continue;
-        if (m.benched) {
-          if (m.benchedUntilMs <= now && !m.probing) this.startProbe(m);
-          continue;
-        }
-        if (m.permits.inUse >= m.permits.capacity) continue;
-        if (!best || m.permits.inUse < best.permits.inUse) best = m;
-      }
-      if (best && best.permits.tryAcquire()) return this.lease(best);
-      // Wait for a permit to come back, a probe to pass or the membership to change.
+      // Listen before looking: a registry change or a released permit that
+      // lands between reading the registry and going to sleep must still
+      // wake this caller (else it sleeps until the refresh timeout while a
+      // fresh generator sits idle).
       let wake: () => void = () => undefined;
       const released = new Promise<void>((resolve) => {
         wake = resolve;
         this.releaseWaiters.add(resolve);
       });
       const change = this.directory.nextChange(this.options.refreshMs, signal);
-      await Promise.race([released, change.promise]);
-      change.cancel();
-      this.releaseWaiters.delete(wake);
-      await this.refresh();
+      try {
+        if (mustRefresh || this.clock.now() - this.lastRefreshMs > this.options.refreshMs) {
+          // Redis unreachable (a restart, a failover) is no reason to fail
+          // the group: choose from the membership last read, look again later.
+          await this.refresh().catch((err: unknown) => {
+            if (TandemError.from(err).code !== ErrorCode.Unavailable) throw err;
+          });
+        }
+        const best = this.choose(targetStep, maxAgeSteps);
+        if (best && best.permits.tryAcquire()) return this.lease(best);
+        // Wait for a permit to come back, a probe to pass or the membership to change.
+        mustRefresh = await Promise.race([released.then(() => false), change.promise.then(() => true)]);
+      } finally {
+        change.cancel();
+        this.releaseWaiters.delete(wake);
+      }
     }
+  }
+
+  /** The least-loaded generator fresh enough for `targetStep`, if any (starts due probes). */
+  private choose(targetStep: number, maxAgeSteps: number): Member | undefined {
+    const now = this.clock.now();
+    let best: Member | undefined;
+    for (const m of this.members.values()) {
+      const { state, policyVersion } = m.record;
+      if (state !== 'ready' && state !== 'syncing') continue;
+      if (policyVersion < 0 || targetStep - policyVersion > maxAgeSteps) continue;
+      if (m.benched) {
+        if (m.benchedUntilMs <= now && !m.probing) this.startProbe(m);
+        continue;
+      }
+      if (m.permits.inUse >= m.permits.capacity) continue;
+      if (!best || m.permits.inUse < best.permits.inUse) best = m;
+    }
+    return best;
   }
 
   /** Load per generator, for metrics and tests. */

@@ -15,6 +15,8 @@ export interface RolloutSettings {
   temperature: number;
   /** The staleness bound k. */
   maxTrajectoryAgeSteps: number;
+  /** Largest encoded group (TANDEM_MAX_GROUP_BYTES). @default MAX_GROUP_PAYLOAD_BYTES */
+  maxGroupBytes?: number;
 }
 
 /** Retry and timeout policy of a worker. */
@@ -108,7 +110,11 @@ export class RolloutWorker {
       })),
     });
     try {
-      const encoded = encodePromptGroup(group, { groupSize: this.settings.groupSize, maxTokens: this.settings.maxTokens });
+      const encoded = encodePromptGroup(group, {
+        groupSize: this.settings.groupSize,
+        maxTokens: this.settings.maxTokens,
+        ...(this.settings.maxGroupBytes === undefined ? {} : { maxGroupBytes: this.settings.maxGroupBytes }),
+      });
       const result = await this.deps.queue.complete(encoded);
       if (result.droppedStale) {
         // Name the generators that served too old a version: the ones to look at.

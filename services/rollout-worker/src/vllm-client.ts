@@ -57,18 +57,32 @@ export class GenerationError extends TandemError {
   }
 }
 
+/** Token ids travel as packed int32 (tandem.v1.PromptGroup): a larger id would be corrupted, not stored. */
+export const MAX_TOKEN_ID = 2 ** 31 - 1;
+const tokenId = z.number().int().nonnegative().max(MAX_TOKEN_ID);
+
 const Choice = z.object({
   index: z.number().int().nonnegative().optional(),
   text: z.string().default(''),
-  token_ids: z.array(z.number().int().nonnegative()),
+  token_ids: z.array(tokenId),
   logprobs: z.object({ token_logprobs: z.array(z.number().nullable()) }),
-  finish_reason: z.string().nullable().default('stop'),
-  prompt_token_ids: z.array(z.number().int().nonnegative()).nullable().optional(),
+  finish_reason: z.string().max(64).nullable().default('stop'),
+  prompt_token_ids: z.array(tokenId).nullable().optional(),
 });
 const CompletionsResponse = z.object({
   choices: z.array(Choice).min(1),
-  prompt_token_ids: z.array(z.number().int().nonnegative()).nullable().optional(),
+  prompt_token_ids: z.array(tokenId).nullable().optional(),
 });
+
+/**
+ * Largest completions body read, for `n` completions of at most
+ * `maxTokens`: 1 MiB (the prompt's ids echoed back, framing) plus 512
+ * bytes per requested token (its id, logprob and text, escaped). A body
+ * past it is a generator fault, not something to buffer.
+ */
+export function maxCompletionsResponseBytes(n: number, maxTokens: number): number {
+  return 1024 * 1024 + n * maxTokens * 512;
+}
 
 /** Options of {@link requestCompletions}. */
 export interface RequestOptions {
@@ -80,9 +94,10 @@ export interface RequestOptions {
 
 /**
  * Sends one completions request and validates the answer: bad JSON, a
- * token/logprob count mismatch, more tokens than `max_tokens`, or a logprob
- * that is not a finite number ≤ 0 is a malformed response, rejected with
- * the reason (retryable: another attempt may well succeed).
+ * token/logprob count mismatch, more tokens than `max_tokens`, a token id
+ * that is not an int32, a logprob that is not a finite number ≤ 0, or a
+ * body over {@link maxCompletionsResponseBytes} is a malformed response,
+ * rejected with the reason (retryable: another attempt may well succeed).
  */
 export async function requestCompletions(baseUrl: string, req: CompletionsRequest, options: RequestOptions): Promise<CompletionsResult> {
   const doFetch = options.fetch ?? fetch;
@@ -106,8 +121,9 @@ export async function requestCompletions(baseUrl: string, req: CompletionsReques
       }),
       signal,
     });
-    text = await res.text();
+    text = await readCapped(res, maxCompletionsResponseBytes(req.n, req.maxTokens), baseUrl);
   } catch (err) {
+    if (err instanceof GenerationError) throw err;
     if (options.signal?.aborted) throw new GenerationError(ErrorCode.Cancelled, 'request aborted', { generatorFault: false, cause: err });
     const what = timeout.aborted ? `timed out after ${options.timeoutMs} ms` : `failed: ${(err as Error).message}`;
     // A dropped connection is also how a pausing vLLM can answer; retryable.
@@ -127,6 +143,30 @@ export async function requestCompletions(baseUrl: string, req: CompletionsReques
     });
   }
   return parseCompletions(text, req, res.headers, baseUrl);
+}
+
+/** The body as text, refusing (and cancelling) one longer than `limit` bytes. */
+async function readCapped(res: Response, limit: number, baseUrl: string): Promise<string> {
+  const declared = Number(res.headers.get('content-length') ?? 0);
+  if (declared > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw malformed(baseUrl, `body of ${declared} bytes exceeds the limit of ${limit} bytes (1 MiB + 512 bytes per requested token)`);
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw malformed(baseUrl, `body exceeds the limit of ${limit} bytes (1 MiB + 512 bytes per requested token)`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function malformed(baseUrl: string, reason: string): GenerationError {

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Worker } from 'bullmq';
 import { ErrorCode, TandemError, systemClock, type Clock, type Logger } from '@tandem/common';
-import { RolloutStore, RunRecordStore, runKeys, type PromptJob } from '@tandem/rollout-queue';
+import { RolloutStore, RunRecordStore, redactRedisUrl, runKeys, type PromptJob } from '@tandem/rollout-queue';
 import type { RolloutWorkerConfig } from './config.js';
 import { GeneratorPool } from './generator-pool.js';
 import { RolloutWorker, type JobOutcome } from './rollout-worker.js';
@@ -16,6 +16,8 @@ export interface WorkerProcessDeps {
   /** Overrides the run spec's reward (tests). */
   reward?: RewardFunction;
   fetch?: typeof fetch;
+  /** Where a remote reward's `headersFromEnv` values come from. @default process.env */
+  env?: Record<string, string | undefined>;
 }
 
 /**
@@ -37,11 +39,11 @@ export class WorkerProcess {
   static async start(config: RolloutWorkerConfig, deps: WorkerProcessDeps): Promise<WorkerProcess> {
     const clock = deps.clock ?? systemClock;
     const log = deps.log.child({ runId: config.runId });
-    const store = await RolloutStore.create({ redisUrl: config.redisUrl, keyPrefix: config.keyPrefix, log, clock });
+    const store = await RolloutStore.create({ redisUrl: config.redisUrl, keyPrefix: config.keyPrefix, log, clock, onlyRun: config.runId });
     const record = await new RunRecordStore(store.redis, config.keyPrefix).get(config.runId);
     if (!record) {
       await store.close();
-      throw new TandemError(ErrorCode.NotFound, `run ${config.runId} not found in ${config.redisUrl}`);
+      throw new TandemError(ErrorCode.NotFound, `run ${config.runId} not found in ${redactRedisUrl(config.redisUrl)}`);
     }
     const spec = record.spec;
     const registry = store.generators(config.runId);
@@ -62,7 +64,7 @@ export class WorkerProcess {
       {
         queue: store.forRun(config.runId),
         pool,
-        reward: deps.reward ?? rewardFor(spec.reward, config.runId),
+        reward: deps.reward ?? rewardFor(spec.reward, config.runId, deps.env ?? process.env),
         stats,
         clock,
         log,
@@ -75,6 +77,7 @@ export class WorkerProcess {
         maxTokens: spec.algorithm.maxTokens,
         temperature: spec.algorithm.temperature,
         maxTrajectoryAgeSteps: spec.async.maxTrajectoryAgeSteps,
+        maxGroupBytes: config.maxGroupBytes,
       },
       {
         requestTimeoutMs: config.requestTimeoutMs,
@@ -115,8 +118,21 @@ export class WorkerProcess {
     const queue = this.store.forRun(this.runId);
     for (;;) {
       const changed = queue.waitForChange(5000, signal);
-      const snap = await queue.snapshot().catch(() => undefined);
-      if (!snap || snap.state !== 'open') return snap?.state ?? 'deleted';
+      let state: string;
+      try {
+        state = (await queue.snapshot()).state;
+      } catch (err) {
+        // Only a queue that is gone means the run is over. Redis being
+        // unreachable (restart, failover) is not: stopping then, with exit
+        // code 0, told the runtime the worker was done, and the run lost
+        // all its workers for good.
+        if (TandemError.from(err).code === ErrorCode.NotFound) return 'deleted';
+        if (signal?.aborted) return 'stopped';
+        this.log.warn({ err }, 'cannot read the run state; will look again');
+        await changed;
+        continue;
+      }
+      if (state !== 'open') return state;
       if (signal?.aborted) return 'stopped';
       await changed;
     }

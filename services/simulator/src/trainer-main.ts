@@ -3,7 +3,7 @@
  *
  *   node dist/trainer-main.js --server 127.0.0.1:50051 --run-id demo \
  *     [--ms-per-kilo-token N] [--step-overhead-ms N] [--time-scale F] \
- *     [--checkpoint PATH] [--crash-at-step N] [--log-level info]
+ *     [--checkpoint PATH] [--trained-log PATH] [--crash-at-step N] [--log-level info]
  *
  * (every flag also reads an environment variable, see trainer/config.ts).
  * Logs go to stderr; stdout carries one JSON line at the end,
@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import { TandemError, createLogger, systemClock, watchParent } from '@tandem/common';
 import { loadTrainerProcessConfig, type TrainerProcessConfig } from './trainer/config.js';
 import { JsonFileCheckpointStore } from './trainer/checkpoint-store.js';
+import { JsonlTrainedLog } from './trainer/trained-log.js';
 import { createTrainerClient } from './trainer/trainer-rpc.js';
 import { SimulatedTrainer } from './trainer/simulated-trainer.js';
 
@@ -36,6 +37,7 @@ async function main(): Promise<number> {
     log,
     config: t,
     ...(t.checkpointPath ? { checkpoints: new JsonFileCheckpointStore(t.checkpointPath) } : {}),
+    ...(t.trainedLogPath ? { trainedLog: new JsonlTrainedLog(t.trainedLogPath) } : {}),
     crash: () => process.kill(process.pid, 'SIGKILL'),
   });
   process.once('SIGTERM', () => trainer.stop('SIGTERM'));

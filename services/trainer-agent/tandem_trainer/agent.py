@@ -150,6 +150,9 @@ class TrainerAgent:
             self.config.trainer_id,
             rpc_timeout_s=self.config.rpc_timeout_s,
             reconnect=self.config.reconnect,
+            token=self.config.token or None,
+            tls=self.config.tls,
+            ca_file=self.config.ca_file or None,
         )
         sender = self._sender or WeightSender(
             self.setup.tensors,

@@ -29,6 +29,7 @@ from ._proto.tandem.v1 import trainer_service_pb2 as pb
 from ._proto.tandem.v1 import trainer_service_pb2_grpc as pb_grpc
 from .attach_session import AttachSession, RunEndedInfo, Welcome
 from .backoff import BackoffPolicy, backoff_delay_s
+from .channel_auth import open_channel
 from .batch import Batch, decode_batch
 from .errors import AgentError, TandemRpcError
 from .log import StructLogger, get_logger
@@ -68,18 +69,25 @@ class TrainerClient:
         reconnect: BackoffPolicy = BackoffPolicy(),
         channel: Optional[grpc.Channel] = None,
         log: Optional[StructLogger] = None,
+        token: Optional[str] = None,
+        tls: bool = False,
+        ca_file: Optional[str] = None,
     ) -> None:
         self.run_id = run_id
         self.trainer_id = trainer_id
         self.rpc_timeout_s = rpc_timeout_s
-        self._channel = channel or grpc.insecure_channel(
+        # token: the run's credential (TANDEM_RUN_TOKEN), sent on every call.
+        self._channel = channel or open_channel(
             target,
-            options=[
+            [
                 ("grpc.max_receive_message_length", max_receive_bytes),
                 ("grpc.initial_reconnect_backoff_ms", int(reconnect.initial_s * 1000)),
                 ("grpc.min_reconnect_backoff_ms", int(reconnect.initial_s * 1000)),
                 ("grpc.max_reconnect_backoff_ms", int(reconnect.max_s * 1000)),
             ],
+            token=token,
+            tls=tls,
+            ca_file=ca_file,
         )
         self._stub = pb_grpc.TrainerServiceStub(self._channel)
         self._log = log or get_logger("client").child(run_id=run_id, trainer_id=trainer_id)

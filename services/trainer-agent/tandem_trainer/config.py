@@ -53,6 +53,11 @@ class AgentConfig:
     step_log_texts: bool = False
     log_level: str = "info"
     reward: Optional[RewardEndpointConfig] = None
+    #: The run's credential (TANDEM_RUN_TOKEN), sent on every TrainerService call; never in repr or logs.
+    token: str = field(default="", repr=False)
+    #: Dial the control plane with TLS (TANDEM_TRAINER_TLS=true), verifying against ca_file or the system roots.
+    tls: bool = False
+    ca_file: str = ""
 
 
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
@@ -119,4 +124,16 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         step_log_texts=env.get("TANDEM_STEP_LOG_TEXTS", "") in ("1", "true"),
         log_level=env.get("TANDEM_LOG_LEVEL", "info"),
         reward=reward,
+        token=env.get("TANDEM_RUN_TOKEN", ""),
+        tls=_flag(env, "TANDEM_TRAINER_TLS"),
+        ca_file=env.get("TANDEM_TLS_CA_FILE", ""),
     )
+
+
+def _flag(env: Mapping[str, str], key: str) -> bool:
+    raw = env.get(key, "")
+    if raw in ("", "false", "0"):
+        return False
+    if raw in ("true", "1"):
+        return True
+    raise ConfigError(f"{key}: {raw!r} is not true or false")

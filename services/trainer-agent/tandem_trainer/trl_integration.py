@@ -225,7 +225,7 @@ def _trainer_class() -> type:
 
         def _make_feeder(self, version: int, checkpoint: Optional[str]) -> StepFeeder:
             cfg = self._tandem_config
-            client = TrainerClient(cfg.server, cfg.run_id, cfg.trainer_id, rpc_timeout_s=cfg.rpc_timeout_s, reconnect=cfg.reconnect)
+            client = TrainerClient(cfg.server, cfg.run_id, cfg.trainer_id, rpc_timeout_s=cfg.rpc_timeout_s, reconnect=cfg.reconnect, token=cfg.token or None, tls=cfg.tls, ca_file=cfg.ca_file or None)
             # Layout from parameter metadata only: DTensor.shape is global and
             # reading it needs no all-gather (TRL builds update_info the same way).
             layout = ModelLayout.from_named_tensors(self.model.named_parameters())

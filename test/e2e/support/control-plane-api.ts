@@ -77,6 +77,12 @@ export class ControlPlaneApi {
     };
   }
 
+  /** The run's journal, oldest first. */
+  async events(runId: string): Promise<Array<{ time: string; type: string; reason: string; message: string }>> {
+    const body = (await this.json('GET', `/v1/runs/${runId}/events?limit=200`, undefined, 200)) as { events: Array<{ time: string; type: string; reason: string; message: string }> };
+    return body.events;
+  }
+
   /** `GET /metrics`, parsed. */
   async metrics(): Promise<Sample[]> {
     const res = await fetch(`${this.baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });

@@ -8,13 +8,24 @@ export const RUNS_USAGE = `usage: tandem runs <command> [--server URL] [-o table
 
   submit -f FILE [--id ID]     submit a run spec (YAML or JSON)
   list                         list runs
-  get ID                       show one run
+  get ID [--events N]          show one run and its last N events (default 20; 0: none)
+  events ID [--limit N]        the run's journal: phase changes, cut-offs, restarts, stale drops
   cancel ID [--reason TEXT]    cancel a run
   watch ID                     stream a run's progress until it ends
   scale ID --generators N      resize a running run's generator pool
+  credentials ID               the run's trainer token and Redis URL (for external trainers and workers)
 
-  --server URL   control plane HTTP API (default $TANDEM_SERVER or http://127.0.0.1:8080)
-  -o FORMAT      table (default), json or yaml`;
+  --server URL      control plane HTTP API (default $TANDEM_SERVER or http://127.0.0.1:8080);
+                    https:// with a private CA: NODE_EXTRA_CA_CERTS=ca.pem
+  --token TOKEN     bearer token (default $TANDEM_TOKEN; prefer the variable: flags show in ps)
+  -n, --namespace NS  namespace to submit into and to list (default $TANDEM_NAMESPACE; submit: default)
+  -o FORMAT         table (default), json or yaml`;
+
+/** Where the API is and who calls it. */
+interface Connection {
+  server: string;
+  token: string | undefined;
+}
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON, shape documented in docs/api.md
 
@@ -26,15 +37,21 @@ export async function runsCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       server: { type: 'string', default: process.env.TANDEM_SERVER ?? 'http://127.0.0.1:8080' },
+      token: { type: 'string' },
+      namespace: { type: 'string', short: 'n' },
       output: { type: 'string', short: 'o', default: 'table' },
       file: { type: 'string', short: 'f' },
       id: { type: 'string' },
       reason: { type: 'string' },
       generators: { type: 'string' },
+      events: { type: 'string' },
+      limit: { type: 'string' },
     },
     strict: true,
   });
   const server = (values.server ?? '').replace(/\/+$/, '');
+  const conn: Connection = { server, token: values.token ?? (process.env.TANDEM_TOKEN || undefined) };
+  const namespace = values.namespace ?? (process.env.TANDEM_NAMESPACE || undefined);
   const output = values.output ?? 'table';
   if (!['table', 'json', 'yaml'].includes(output)) throw new UsageError(`-o must be table, json or yaml, got ${output}`);
   const id = positionals[0];
@@ -63,36 +80,56 @@ export async function runsCommand(argv: string[]): Promise<number> {
       const obj = (doc ?? {}) as Json;
       const spec = obj.kind === 'RLRun' || obj.spec !== undefined ? obj.spec : obj;
       const runId = values.id ?? obj.metadata?.name;
-      print(await api(server, 'POST', '/v1/runs', { spec, ...(runId ? { runId } : {}) }));
+      print(await api(conn, 'POST', '/v1/runs', { spec, ...(runId ? { runId } : {}), ...(namespace ? { namespace } : {}) }));
       return 0;
     }
     case 'list':
-      print(((await api(server, 'GET', '/v1/runs')).runs ?? []) as Json[]);
+      print(((await api(conn, 'GET', `/v1/runs${namespace ? `?namespace=${encodeURIComponent(namespace)}` : ''}`)).runs ?? []) as Json[]);
       return 0;
-    case 'get':
-      print(await api(server, 'GET', `/v1/runs/${encodeURIComponent(needId())}`));
+    case 'get': {
+      const n = values.events === undefined ? 20 : intOption('--events', values.events, 0, 200);
+      const run = await api(conn, 'GET', `/v1/runs/${encodeURIComponent(needId())}`);
+      const events = n === 0 ? [] : (((await api(conn, 'GET', `/v1/runs/${encodeURIComponent(needId())}/events?limit=${n}`)).events ?? []) as Json[]);
+      if (output === 'table') process.stdout.write(`${table([run])}${n === 0 ? '' : `\nEvents:\n${eventTable(events)}`}`);
+      else print({ ...run, events });
       return 0;
+    }
+    case 'events': {
+      const n = values.limit === undefined ? 50 : intOption('--limit', values.limit, 1, 200);
+      const events = ((await api(conn, 'GET', `/v1/runs/${encodeURIComponent(needId())}/events?limit=${n}`)).events ?? []) as Json[];
+      if (output === 'table') process.stdout.write(eventTable(events));
+      else print(events);
+      return 0;
+    }
     case 'cancel':
-      print(await api(server, 'POST', `/v1/runs/${encodeURIComponent(needId())}:cancel`, values.reason ? { reason: values.reason } : {}));
+      print(await api(conn, 'POST', `/v1/runs/${encodeURIComponent(needId())}:cancel`, values.reason ? { reason: values.reason } : {}));
       return 0;
     case 'scale': {
       const generators = intOption('--generators', values.generators, 0, 4096);
-      print(await api(server, 'POST', `/v1/runs/${encodeURIComponent(needId())}:scale`, { generators }));
+      print(await api(conn, 'POST', `/v1/runs/${encodeURIComponent(needId())}:scale`, { generators }));
       return 0;
     }
     case 'watch':
-      return watch(server, needId(), output);
+      return watch(conn, needId(), output);
+    case 'credentials':
+      print(await api(conn, 'GET', `/v1/runs/${encodeURIComponent(needId())}/credentials`));
+      return 0;
     default:
       throw new UsageError(sub ? `unknown command: tandem runs ${sub}` : 'tandem runs needs a command');
   }
 }
 
-async function api(server: string, method: string, path: string, body?: unknown): Promise<Json> {
+function authHeaders(conn: Connection): Record<string, string> {
+  return conn.token ? { authorization: `Bearer ${conn.token}` } : {};
+}
+
+async function api(conn: Connection, method: string, path: string, body?: unknown, followLeader = true): Promise<Json> {
+  const { server } = conn;
   let res: Response;
   try {
     res = await fetch(`${server}${path}`, {
       method,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...authHeaders(conn) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (err) {
@@ -107,13 +144,25 @@ async function api(server: string, method: string, path: string, body?: unknown)
   }
   if (!res.ok) {
     const e = json.error ?? {};
+    // A standby names the leader (UNAVAILABLE, NOT_LEADER): follow it once.
+    const leader = e.reason === 'NOT_LEADER' ? leaderUrl(String(e.message ?? '')) : undefined;
+    if (followLeader && leader && leader !== server) {
+      process.stderr.write(`${server} is a standby; sending the request to the leader at ${leader}\n`);
+      return api({ ...conn, server: leader }, method, path, body, false);
+    }
     throw new TandemError((e.code as ErrorCode) ?? ErrorCode.Internal, String(e.message ?? `HTTP ${res.status}`));
   }
   return json;
 }
 
-async function watch(server: string, id: string, output: string): Promise<number> {
-  const res = await fetch(`${server}/v1/runs/${encodeURIComponent(id)}:watch`).catch((err: unknown) => {
+/** The leader's HTTP URL in a standby's NOT_LEADER message (`the leader is at <url> (gRPC ...)`). */
+export function leaderUrl(message: string): string | undefined {
+  return /the leader is at (https?:\/\/\S+?) \(gRPC /.exec(message)?.[1];
+}
+
+async function watch(conn: Connection, id: string, output: string): Promise<number> {
+  const { server } = conn;
+  const res = await fetch(`${server}/v1/runs/${encodeURIComponent(id)}:watch`, { headers: authHeaders(conn) }).catch((err: unknown) => {
     throw new TandemError(ErrorCode.Unavailable, `cannot reach the control plane at ${server}: ${(err as Error).message}`);
   });
   if (!res.ok || !res.body) {
@@ -147,6 +196,16 @@ async function watch(server: string, id: string, output: string): Promise<number
 }
 
 /** Runs as a table: id, phase, step, version, queue, in flight, ledger. */
+/** kubectl-describe style: oldest first, one line each. */
+function eventTable(events: Json[]): string {
+  if (events.length === 0) return '  <none>\n';
+  const header = ['TIME', 'TYPE', 'REASON', 'MESSAGE'];
+  const rows = events.map((e) => [String(e.time ?? ''), String(e.type ?? ''), String(e.reason ?? ''), String(e.message ?? '')]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cols: string[]): string => `  ${cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')}`.trimEnd();
+  return `${[fmt(header), ...rows.map(fmt)].join('\n')}\n`;
+}
+
 function table(runs: Json[]): string {
   const header = ['ID', 'PHASE', 'STEP', 'VERSION', 'K', 'QUEUE', 'IN-FLIGHT', 'GENERATORS', 'TRAINED', 'DROPPED', 'FAILED', 'CANCELLED', 'CREATED'];
   const rows = runs.map((r) => {

@@ -8,6 +8,7 @@ export const TOP_USAGE = `usage: tandem top [RUN_ID] [--server URL] [--interval-
 A live view of all runs, or one run: progress, staleness, utilisation and
 throughput, refreshed in place (plain ANSI; works over SSH). q or Ctrl-C quits.
   --server URL     control plane HTTP API (default $TANDEM_SERVER or http://127.0.0.1:8080)
+  --token TOKEN    bearer token (default $TANDEM_TOKEN)
   --interval-ms N  refresh period (default 1000)
   --once           print one frame and exit (for scripts)`;
 
@@ -26,12 +27,14 @@ export async function topCommand(argv: string[], signal: AbortSignal): Promise<n
     allowPositionals: true,
     options: {
       server: { type: 'string', default: process.env.TANDEM_SERVER ?? 'http://127.0.0.1:8080' },
+      token: { type: 'string' },
       'interval-ms': { type: 'string', default: '1000' },
       once: { type: 'boolean', default: false },
     },
     strict: true,
   });
   const server = (values.server ?? '').replace(/\/+$/, '');
+  const token = values.token ?? (process.env.TANDEM_TOKEN || undefined);
   const interval = intOption('--interval-ms', values['interval-ms'], 100, 60_000);
   const runFilter = positionals[0];
   const tty = process.stdout.isTTY && !values.once;
@@ -48,7 +51,7 @@ export async function topCommand(argv: string[], signal: AbortSignal): Promise<n
   try {
     if (tty) process.stdout.write('\x1b[?25l');
     for (;;) {
-      const [runsBody, metricsText] = await Promise.all([get(server, runFilter ? `/v1/runs/${encodeURIComponent(runFilter)}` : '/v1/runs'), getText(server, '/metrics')]);
+      const [runsBody, metricsText] = await Promise.all([get(server, runFilter ? `/v1/runs/${encodeURIComponent(runFilter)}` : '/v1/runs', token), getText(server, '/metrics', token)]);
       const runs: Json[] = runFilter ? [runsBody] : ((runsBody.runs ?? []) as Json[]);
       const samples = parsePrometheusText(metricsText);
       const now = Date.now();
@@ -130,16 +133,16 @@ function pct(x: number | undefined): string {
   return x === undefined ? '-' : `${Math.round(x * 100)}%`;
 }
 
-async function get(server: string, path: string): Promise<Json> {
-  const text = await getText(server, path);
+async function get(server: string, path: string, token: string | undefined): Promise<Json> {
+  const text = await getText(server, path, token);
   const body = JSON.parse(text) as Json;
   if (body.error) throw new TandemError((body.error.code as ErrorCode) ?? ErrorCode.Internal, String(body.error.message));
   return body;
 }
 
-async function getText(server: string, path: string): Promise<string> {
+async function getText(server: string, path: string, token: string | undefined): Promise<string> {
   try {
-    const res = await fetch(`${server}${path}`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${server}${path}`, { signal: AbortSignal.timeout(5000), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     return await res.text();
   } catch (err) {
     throw new TandemError(ErrorCode.Unavailable, `cannot reach the control plane at ${server}: ${(err as Error).message}`);

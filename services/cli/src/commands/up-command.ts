@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Logger } from '@tandem/common';
 import { ControlPlane, ensureRedis, loadConfig } from '@tandem/control-plane';
+import { redactRedisUrl } from '@tandem/rollout-queue';
 import { intOption } from './options.js';
 
 export const UP_USAGE = `usage: tandem up [--http-port P] [--grpc-port Q] [--redis-url URL] [--host H]
@@ -43,8 +44,9 @@ export async function upCommand(argv: string[], log: Logger, signal: AbortSignal
       { log },
     );
     const a = await plane.start();
-    process.stdout.write(`${JSON.stringify({ event: 'listening', ...a, redisUrl: redis.url, redisEmbedded: redis.embedded })}\n`);
-    process.stderr.write(`tandem up: HTTP ${a.httpUrl}  gRPC ${a.grpcAddress}  Redis ${redis.url}${redis.embedded ? ' (embedded)' : ''}\nCtrl-C to stop.\n`);
+    // The Redis URL may carry a password: never print it.
+    process.stdout.write(`${JSON.stringify({ event: 'listening', ...a, redisUrl: redactRedisUrl(redis.url), redisEmbedded: redis.embedded })}\n`);
+    process.stderr.write(`tandem up: HTTP ${a.httpUrl}  gRPC ${a.grpcAddress}  Redis ${redactRedisUrl(redis.url)}${redis.embedded ? ' (embedded)' : ''}\nCtrl-C to stop.\n`);
     await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     return 0;
   } finally {

@@ -1,4 +1,11 @@
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import {
+  Metadata,
+  status,
+  type ServiceDefinition,
+  type ServiceError,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { ErrorCode, TandemError } from '@tandem/common';
 
 const GRPC_STATUS: Record<ErrorCode, status> = {
@@ -32,4 +39,77 @@ export function toGrpcError(err: unknown): Partial<ServiceError> {
     details: e.code === ErrorCode.Internal ? 'internal error' : e.message,
     metadata,
   };
+}
+
+/** Marks a request whose bytes did not decode (see {@link withDecodeErrors}). */
+const UNDECODABLE = Symbol('undecodable request');
+interface Undecodable {
+  [UNDECODABLE]: string;
+}
+
+function undecodable(message: unknown): string | undefined {
+  return typeof message === 'object' && message !== null && UNDECODABLE in message ? (message as Undecodable)[UNDECODABLE] : undefined;
+}
+
+function decodeError(method: string, reason: string): TandemError {
+  return TandemError.invalid(`${method} request`, [{ path: '', message: `the message does not decode: ${reason}` }]);
+}
+
+/**
+ * A service whose requests that fail to decode are INVALID_ARGUMENT naming
+ * the method and why. grpc-js answers a throwing deserializer with INTERNAL
+ * ("Error deserializing request"), which tells a client that sent garbage
+ * that the server is broken. The wrapped deserializer returns a marker
+ * instead, and each wrapped handler answers the marker with the error:
+ * unary calls through the callback, streams by failing the call.
+ */
+export function withDecodeErrors<D extends ServiceDefinition>(
+  definition: D,
+  handlers: UntypedServiceImplementation,
+): { definition: D; handlers: UntypedServiceImplementation } {
+  const defs: Record<string, unknown> = {};
+  const wrapped: UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const decode = method.requestDeserialize;
+    defs[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          return { [UNDECODABLE]: err instanceof Error ? err.message : String(err) } satisfies Undecodable;
+        }
+      },
+    };
+    const handler = handlers[name];
+    if (!handler) continue;
+    wrapped[name] = wrapHandler(method.path, method.requestStream, handler);
+  }
+  return { definition: defs as D, handlers: wrapped };
+}
+
+function wrapHandler(path: string, requestStream: boolean, handler: UntypedHandleCall): UntypedHandleCall {
+  // The handler kinds differ in arity and call type; each branch calls the
+  // original with exactly what grpc-js passed.
+  const h = handler as (call: unknown, callback?: unknown) => void;
+  if (requestStream) {
+    type StreamCall = { on: (e: string, l: (m: unknown) => void) => unknown; emit: (e: 'error', err: unknown) => boolean };
+    return ((call: StreamCall, callback?: unknown) => {
+      const on = call.on.bind(call);
+      on('data', (message) => {
+        const reason = undecodable(message);
+        if (reason !== undefined) call.emit('error', toGrpcError(decodeError(path, reason)));
+      });
+      // The handler's own `data` listeners never see the marker.
+      call.on = (event, listener) => on(event, event === 'data' ? (m) => undecodable(m) === undefined && listener(m) : listener);
+      h(call, callback);
+    }) as UntypedHandleCall;
+  }
+  return ((call: { request: unknown; emit: (e: 'error', err: unknown) => boolean }, callback?: (err: Partial<ServiceError>) => void) => {
+    const reason = undecodable(call.request);
+    if (reason === undefined) return h(call, callback);
+    const err = toGrpcError(decodeError(path, reason));
+    if (callback) callback(err);
+    else call.emit('error', err);
+  }) as UntypedHandleCall;
 }

@@ -15,6 +15,12 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
+/**
+ * Reason of the INVALID_ARGUMENT raised for a body over
+ * TANDEM_MAX_REQUEST_BYTES; HTTP answers it with 413, not 400.
+ */
+export const REQUEST_TOO_LARGE = 'REQUEST_TOO_LARGE';
+
 /** The JSON body of every HTTP error. */
 export interface HttpErrorBody {
   error: { code: ErrorCode; message: string; fieldViolations: FieldViolation[]; reason?: string };
@@ -24,7 +30,7 @@ export interface HttpErrorBody {
 export function toHttpError(err: unknown): { status: number; body: HttpErrorBody } {
   const e = TandemError.from(err);
   return {
-    status: HTTP_STATUS[e.code],
+    status: e.reason === REQUEST_TOO_LARGE ? 413 : HTTP_STATUS[e.code],
     body: {
       error: {
         code: e.code,
@@ -34,4 +40,13 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
       },
     },
   };
+}
+
+/** A decoded URL path segment; a malformed escape (`%E0%A4%A`) is the caller's error, naming the segment. */
+export function pathSegment(raw: string, field: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw TandemError.invalid('request path', [{ path: field, message: `${JSON.stringify(raw)} is not a valid percent-encoded UTF-8 string` }]);
+  }
 }

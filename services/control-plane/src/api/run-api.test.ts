@@ -68,7 +68,7 @@ describe('run API parity', () => {
     expect(viaHttp.status).toBe(201);
     expect(viaHttp.json.id).toBe('parity-http');
     expect(viaHttp.json.spec.algorithm).toMatchObject({ groupSize: 2, batchGroups: 2, name: 'grpo' });
-    const viaGrpc = await unary<Run>((cb) => grpc.submitRun({ spec, runId: 'parity-grpc' }, cb));
+    const viaGrpc = await unary<Run>((cb) => grpc.submitRun({ spec, runId: 'parity-grpc', namespace: '' }, cb));
     expect(viaGrpc.id).toBe('parity-grpc');
 
     // Cancel both so they stop changing, then compare every read.
@@ -82,7 +82,7 @@ describe('run API parity', () => {
     expect(Run.toJSON(await unary<Run>((cb) => grpc.getRun({ runId: 'parity-http' }, cb)))).toEqual(a.json);
 
     const listHttp = await httpJson('GET', '/v1/runs');
-    const listGrpc = await unary<ListRunsResponse>((cb) => grpc.listRuns({}, cb));
+    const listGrpc = await unary<ListRunsResponse>((cb) => grpc.listRuns({ namespace: '' }, cb));
     expect(listHttp.json.runs).toEqual(listGrpc.runs.map((r) => Run.toJSON(r)));
   });
 
@@ -96,7 +96,7 @@ describe('run API parity', () => {
     expect(paths).toEqual(['async.maxTrajectoryAgeSteps', 'maxSteps']);
     expect(h.json.error.message).toContain('maxSteps');
 
-    const g = await unary<Run>((cb) => grpc.submitRun({ spec: bad, runId: '' }, cb)).catch((e: ServiceError) => e);
+    const g = await unary<Run>((cb) => grpc.submitRun({ spec: bad, runId: '', namespace: '' }, cb)).catch((e: ServiceError) => e);
     expect((g as ServiceError).code).toBe(3); // INVALID_ARGUMENT
     expect((g as ServiceError).details).toBe(h.json.error.message);
     const trailer = (g as ServiceError).metadata as Metadata;
@@ -124,7 +124,7 @@ describe('run API parity', () => {
   it('refuses a duplicate run id with 409 / ALREADY_EXISTS', async () => {
     await httpJson('POST', '/v1/runs', { spec, runId: 'dup' });
     expect((await httpJson('POST', '/v1/runs', { spec, runId: 'dup' })).status).toBe(409);
-    const g = await unary<Run>((cb) => grpc.submitRun({ spec, runId: 'dup' }, cb)).catch((e: ServiceError) => e);
+    const g = await unary<Run>((cb) => grpc.submitRun({ spec, runId: 'dup', namespace: '' }, cb)).catch((e: ServiceError) => e);
     expect((g as ServiceError).code).toBe(6);
     await httpJson('POST', '/v1/runs/dup:cancel', {});
   });

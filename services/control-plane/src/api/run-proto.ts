@@ -9,6 +9,7 @@ export function runToProto(view: RunView): Run {
   const s = view.status;
   return Run.fromPartial({
     id: view.id,
+    namespace: view.namespace,
     spec: view.spec as unknown as Record<string, unknown>,
     status: RunStatus.fromPartial({
       phase: s.phase,

@@ -97,9 +97,22 @@ const SCRIPT = `
   function pct(x) { return x === undefined || !isFinite(x) ? '-' : Math.round(x * 100) + '%'; }
   function clock(ms) { return new Date(ms).toLocaleTimeString(); }
 
+  // With API authentication on, the page asks once for a token and keeps it
+  // for this tab only (sessionStorage), sending it as a bearer token.
+  var tokenAsked = false;
+  function requestHeaders() {
+    var token = null;
+    try { token = sessionStorage.getItem('tandem-token'); } catch (e) { token = null; }
+    return token ? { accept: 'application/json', authorization: 'Bearer ' + token } : { accept: 'application/json' };
+  }
   function getJson(path) {
-    return fetch(path, { cache: 'no-store', headers: { accept: 'application/json' } }).then(function (res) {
+    return fetch(path, { cache: 'no-store', headers: requestHeaders() }).then(function (res) {
       return res.json().then(function (body) {
+        if (res.status === 401 && !tokenAsked) {
+          tokenAsked = true;
+          var token = window.prompt('This control plane needs an API token (kept for this tab only):');
+          if (token) { try { sessionStorage.setItem('tandem-token', token.trim()); tokenAsked = false; } catch (e) { /* storage off: ask again next time */ } }
+        }
         if (!res.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + res.status);
         return body;
       });

@@ -21,6 +21,7 @@ const spec = parseRunSpec({
 function view(id: string): RunView {
   return {
     id,
+    namespace: 'default',
     spec,
     status: {
       phase: 'Running',

@@ -5,6 +5,7 @@ import { queueCapacityGroups } from '@tandem/run-spec';
 import type { Registry } from 'prom-client';
 import type { RunManager, RunStatusView } from '../runs/run-manager.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page-html.js';
+import { pathSegment } from './http-errors.js';
 
 /** Collaborators of the status page. */
 export interface StatusPageDeps {
@@ -126,7 +127,7 @@ export function createStatusPage(deps: StatusPageDeps): StatusPage {
     const m = STATS_PATH.exec(path);
     if (!m) return false;
     if (method !== 'GET') throw new TandemError(ErrorCode.NotFound, `no route for ${method} ${path}`);
-    const text = JSON.stringify(await runStats(decodeURIComponent(m[1] as string)));
+    const text = JSON.stringify(await runStats(pathSegment(m[1] as string, 'runId')));
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
     res.end(text);
     return true;

@@ -1,5 +1,5 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { TandemError, type Logger } from '@tandem/common';
+import type { Metadata, ServerDuplexStream } from '@grpc/grpc-js';
+import { ErrorCode, TandemError, type Logger } from '@tandem/common';
 import {
   BatchState,
   ControlMessage,
@@ -12,6 +12,8 @@ import { ExactWriter, RunRecordStore, delimitedSize, isPlainVarint, varintSize, 
 import type { TrainerBroker } from '../broker/trainer-broker.js';
 import type { TrainerSessions } from '../broker/trainer-sessions.js';
 import { toGrpcError } from './grpc-errors.js';
+import { bearerToken } from '../auth/authenticator.js';
+import { authorizationOf } from './run-service-grpc.js';
 
 /** Collaborators of the TrainerService handlers. */
 export interface TrainerServiceDeps {
@@ -20,19 +22,33 @@ export interface TrainerServiceDeps {
   store: RolloutStore;
   keyPrefix: string;
   log: Logger;
+  /**
+   * Per-run credentials: when set, every call must carry its run's token
+   * (`authorization: Bearer <token>`), so a trainer of one run cannot pull
+   * another run's batches or report its weights. Unset: authentication off.
+   */
+  runCredentials?: { verify(runId: string, token: string): Promise<boolean> };
 }
 
 /** gRPC handlers of tandem.v1.TrainerService. Each answers exactly once. */
 export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerServiceServer {
   const { broker, sessions, store, log } = deps;
   const records = new RunRecordStore(store.redis, deps.keyPrefix);
+  /** Resolves when the call carries `runId`'s credential; UNAUTHENTICATED without one, PERMISSION_DENIED with another. */
+  const checkRun = async (metadata: Metadata, runId: string): Promise<void> => {
+    if (!deps.runCredentials) return;
+    const token = bearerToken(authorizationOf(metadata));
+    if (!(await deps.runCredentials.verify(runId, token))) {
+      throw new TandemError(ErrorCode.PermissionDenied, `the credential presented is not run ${runId}'s: a trainer may act on its own run only`, { reason: 'RUN_CREDENTIAL_MISMATCH' });
+    }
+  };
   return {
     pullBatch(call, callback) {
       const { runId, step, waitMs } = call.request;
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
-      broker
-        .pullBatch(runId, step, waitMs, abort.signal)
+      checkRun(call.metadata, runId)
+        .then(() => broker.pullBatch(runId, step, waitMs, abort.signal))
         .then((result) => {
           if (result.state === 'ready') {
             callback(null, {
@@ -58,8 +74,8 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
     },
 
     ackBatch(call, callback) {
-      broker
-        .ackBatch(call.request.runId, call.request.step)
+      checkRun(call.metadata, call.request.runId)
+        .then(() => broker.ackBatch(call.request.runId, call.request.step))
         .then((r) => callback(null, r))
         .catch((err: unknown) => callback(toGrpcError(err)));
     },
@@ -91,7 +107,8 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
         if (runId) return; // a second hello on the same stream is ignored
         const hello = kind.hello;
         runId = hello.runId;
-        Promise.all([store.forRun(hello.runId).snapshot(), records.get(hello.runId)])
+        checkRun(call.metadata, hello.runId)
+          .then(() => Promise.all([store.forRun(hello.runId).snapshot(), records.get(hello.runId)]))
           .then(([snap, record]) => {
             sessions.register({
               runId,
@@ -102,6 +119,7 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
               stream: call,
             });
             registered = true;
+            void store.journal.record(runId, 'Normal', 'TrainerAttached', `trainer ${hello.trainerId} attached at step ${snap.trainerStep} (weights at version ${hello.policyVersion})`);
             call.write(
               ControlMessage.fromPartial({
                 kind: {
@@ -123,12 +141,18 @@ export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerService
           .catch(fail);
       });
       call.on('end', () => {
-        if (registered) sessions.unregister(runId, call);
+        if (registered) {
+          sessions.unregister(runId, call);
+          void store.journal.record(runId, 'Normal', 'TrainerDetached', 'the trainer closed its attach stream');
+        }
         call.end();
       });
       call.on('error', (err) => {
         log.debug({ err, runId }, 'attach stream error');
-        if (registered) sessions.unregister(runId, call);
+        if (registered) {
+          sessions.unregister(runId, call);
+          void store.journal.record(runId, 'Warning', 'TrainerLost', `the trainer's attach stream broke: ${err.message}`);
+        }
       });
     },
   };

@@ -64,10 +64,12 @@ export class TrainerBroker {
     }
     if (attempt.kind === 'not_ready') {
       this.deps.metrics.trainerWait.inc({ run }, waited);
+      if (attempt.droppedStale > 0) await this.journalStale(runId, step, attempt.droppedStale);
       return { state: 'not_ready', droppedStale: attempt.droppedStale };
     }
     const batch = attempt.batch;
     this.deps.metrics.trainerWait.inc({ run }, waited);
+    if (batch.droppedStale > 0) await this.journalStale(runId, step, batch.droppedStale);
     this.deps.metrics.batchesServed.inc({ run, reserved: String(batch.reserved) });
     if (!batch.reserved) {
       for (const v of batch.minPolicyVersions) this.deps.metrics.trajectoryAge.observe({ run }, step - v);
@@ -94,6 +96,10 @@ export class TrainerBroker {
     const result = await this.deps.store.forRun(runId).ackBatch(step, { publishVersion: this.deps.publishOnAck(runId) });
     this.deps.log.info({ runId, step, groups: result.groupsTrained, duplicate: result.duplicate }, 'batch acked');
     return { policyVersion: result.trainerStep, groupsTrained: result.groupsTrained, duplicate: result.duplicate };
+  }
+
+  private async journalStale(runId: string, step: number, dropped: number): Promise<void> {
+    await this.deps.store.journal.record(runId, 'Warning', 'StaleDropped', `${dropped} finished group(s) too old for step ${step} were dropped (older than maxTrajectoryAgeSteps)`);
   }
 
   private async assertRun(runId: string): Promise<void> {

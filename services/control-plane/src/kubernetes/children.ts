@@ -43,7 +43,7 @@ export const TRAINER_RENDEZVOUS_PORT = 29600;
 export const POD_UID = 1000;
 
 /** Workload roles as they appear in labels. */
-export type ChildRole = 'generator' | 'trainer' | 'rollout-worker' | 'config';
+export type ChildRole = 'generator' | 'trainer' | 'rollout-worker' | 'config' | 'credentials';
 
 /** What the operator decides for every run. */
 export interface WorkloadSettings {
@@ -58,6 +58,12 @@ export interface WorkloadSettings {
   transferPort: number;
   /** Default checkpoint volume size when the spec names none. @default 50Gi (1Gi for simulated runs) */
   defaultCheckpointSize?: string;
+  /**
+   * Per-run credentials are on (API authentication on): the trainer reads
+   * TANDEM_RUN_TOKEN and the rollout workers TANDEM_REDIS_URL (the run's own
+   * Redis user) from the run's Secret, {@link runCredentialsSecret}.
+   */
+  runCredentials?: boolean;
 }
 
 /** The RLRun an object set is built for. */
@@ -74,8 +80,16 @@ export function childNames(run: string): {
   trainer: string;
   rolloutWorkers: string;
   checkpoints: string;
+  credentials: string;
 } {
-  return { config: `${run}-run`, generators: `${run}-gen`, trainer: `${run}-trainer`, rolloutWorkers: `${run}-rollout`, checkpoints: `${run}-checkpoints` };
+  return {
+    config: `${run}-run`,
+    generators: `${run}-gen`,
+    trainer: `${run}-trainer`,
+    rolloutWorkers: `${run}-rollout`,
+    checkpoints: `${run}-checkpoints`,
+    credentials: `${run}-credentials`,
+  };
 }
 
 /** The generator id the weight-sync registry uses for a StatefulSet ordinal. */
@@ -163,7 +177,9 @@ const containerSecurity = {
   allowPrivilegeEscalation: false,
   readOnlyRootFilesystem: true,
   runAsNonRoot: true,
+  privileged: false,
   capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
 };
 
 function podSecurity(): Record<string, unknown> {
@@ -209,6 +225,32 @@ export function runConfigMap(run: RunIdentity, spec: RLRunSpec): KubeObject {
     metadata: meta(run, childNames(run.name).config, 'config'),
     data: { 'run-id': run.name, 'run-spec.json': JSON.stringify(spec, null, 2) },
   });
+}
+
+/** Keys of the per-run credentials Secret. */
+export const CREDENTIALS_KEYS = { token: 'run-token', redisUrl: 'redis-url' } as const;
+
+/**
+ * The run's credentials as a Secret owned by the RLRun (deleted with it):
+ * its trainer's TrainerService token and its rollout workers' Redis URL
+ * (the run's own ACL user). Pods reference it by key; the values never
+ * appear in a pod spec, the RLRun or its status.
+ */
+export function runCredentialsSecret(run: RunIdentity, credentials: { token: string; redisUrl: string }): KubeObject {
+  return hashed({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: meta(run, childNames(run.name).credentials, 'credentials'),
+    type: 'Opaque',
+    data: {
+      [CREDENTIALS_KEYS.token]: Buffer.from(credentials.token).toString('base64'),
+      [CREDENTIALS_KEYS.redisUrl]: Buffer.from(credentials.redisUrl).toString('base64'),
+    },
+  });
+}
+
+function fromCredentials(run: RunIdentity, env: string, key: string): Record<string, unknown> {
+  return { name: env, valueFrom: { secretKeyRef: { name: childNames(run.name).credentials, key } } };
 }
 
 /** Headless Service that gives generator pods stable DNS names (before they are ready, too). */
@@ -381,6 +423,7 @@ export function trainerJob(run: RunIdentity, spec: RLRunSpec, settings: Workload
     { name: 'NODE_RANK', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
     { name: 'TANDEM_RUN_ID', value: run.name },
     { name: 'TANDEM_SERVER', value: settings.controlPlaneGrpcAddress },
+    ...(settings.runCredentials ? [fromCredentials(run, 'TANDEM_RUN_TOKEN', CREDENTIALS_KEYS.token)] : []),
     { name: 'TANDEM_TRANSFER_PORT', value: String(settings.transferPort) },
     { name: 'TANDEM_CHECKPOINT_DIR', value: mountPath },
     ...(t.checkpoint?.uri ? [{ name: 'TANDEM_CHECKPOINT_URI', value: t.checkpoint.uri }] : []),
@@ -455,8 +498,9 @@ export function trainerJob(run: RunIdentity, spec: RLRunSpec, settings: Workload
 export function rolloutWorkerDeployment(run: RunIdentity, spec: RLRunSpec, settings: WorkloadSettings, active: boolean): KubeObject {
   const name = childNames(run.name).rolloutWorkers;
   const w = spec.rolloutWorkers;
-  const redis =
-    'url' in settings.redis
+  const redis = settings.runCredentials
+    ? fromCredentials(run, 'TANDEM_REDIS_URL', CREDENTIALS_KEYS.redisUrl)
+    : 'url' in settings.redis
       ? { name: 'TANDEM_REDIS_URL', value: settings.redis.url }
       : { name: 'TANDEM_REDIS_URL', valueFrom: { secretKeyRef: { name: settings.redis.secretName, key: settings.redis.secretKey } } };
   const scratch = scratchVolumes(false);
@@ -487,6 +531,8 @@ export function rolloutWorkerDeployment(run: RunIdentity, spec: RLRunSpec, setti
                 { name: 'TANDEM_KEY_PREFIX', value: settings.keyPrefix },
                 { name: 'TANDEM_WORKER_CONCURRENCY', value: String(w.concurrency) },
               ],
+              // A remote reward's headersFromEnv values: the user's Secret <run>-reward, keys named as the variables.
+              ...(spec.reward.kind === 'remote' && spec.reward.headersFromEnv ? { envFrom: [{ secretRef: { name: `${run.name}-reward`, optional: true } }] } : {}),
               resources: resourcesWithGpus(w.resources, 0, { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '1Gi' } }),
               securityContext: containerSecurity,
               volumeMounts: scratch.mounts,

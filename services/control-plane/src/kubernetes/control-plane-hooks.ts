@@ -1,5 +1,5 @@
 import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common';
-import { RunRecordStore, type RolloutStore } from '@tandem/rollout-queue';
+import { RunRecordStore, scanKeys, type RolloutStore } from '@tandem/rollout-queue';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 import type { RunManager, RunView } from '../runs/run-manager.js';
 import type { WeightSyncManager } from '../sync/weight-sync-manager.js';
@@ -15,6 +15,8 @@ export interface ControlPlaneHooksDeps {
   metrics: ControlPlaneMetrics;
   clock: Clock;
   log: Logger;
+  /** Issues a run's credentials (per-run credentials on); omitted: the Secret is not made. */
+  credentials?: (runId: string) => Promise<{ token: string; redisUrl: string } | undefined>;
 }
 
 /** The reconciler's hooks, backed by the real RunManager, weight-sync manager and Redis. */
@@ -36,6 +38,7 @@ export function controlPlaneHooks(deps: ControlPlaneHooksDeps): ControlPlaneHook
       await deps.runs().fail(runId, message);
     },
     cleanupRun: (runId) => cleanupRunState(deps, runId),
+    ...(deps.credentials ? { issueCredentials: deps.credentials } : {}),
     registerGenerator: async (runId, id, url) => {
       await deps.syncs.registerGenerator(runId, id, url);
     },
@@ -87,8 +90,8 @@ export async function ageStats(metrics: ControlPlaneMetrics, runId: string): Pro
  * Removes a run's state from Redis (the RLRun finalizer): cancels it, waits
  * briefly for its admitter to stop (so nothing writes after the delete),
  * then deletes every key under the run's hash tag and its index entry.
- * Idempotent. On Redis Cluster SCAN covers one node per call; the keys of a
- * run share a slot, so the node that owns it is the one to scan.
+ * Idempotent. On a Redis Cluster scanKeys walks every master; the keys of a
+ * run share a slot, so one DEL per batch stays legal.
  */
 export async function cleanupRunState(deps: Pick<ControlPlaneHooksDeps, 'runs' | 'store' | 'keyPrefix' | 'clock' | 'log'>, runId: string): Promise<void> {
   try {
@@ -98,13 +101,8 @@ export async function cleanupRunState(deps: Pick<ControlPlaneHooksDeps, 'runs' |
   }
   for (let i = 0; i < 50 && deps.runs().activeRunIds().includes(runId); i++) await deps.clock.sleep(100);
   const redis = deps.store.redis;
-  let cursor = '0';
   let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${deps.keyPrefix}:{${runId}}:*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.del(...keys);
-  } while (cursor !== '0');
+  for await (const keys of scanKeys(redis, `${deps.keyPrefix}:{${runId}}:*`)) deleted += await redis.del(...keys);
   await redis.zrem(`${deps.keyPrefix}:runs`, runId);
   deps.log.info({ runId, keysDeleted: deleted }, 'run state removed from Redis');
 }

@@ -98,7 +98,7 @@ describe('API façade over RLRuns', () => {
   });
 
   it('SubmitRun (gRPC) does the same', async () => {
-    const run = await unary<Run>((cb) => grpc.submitRun({ spec, runId: 'via-grpc' }, cb));
+    const run = await unary<Run>((cb) => grpc.submitRun({ spec, runId: 'via-grpc', namespace: '' }, cb));
     expect(run.id).toBe('via-grpc');
     expect(await kube.get(RLRUN, NS, 'via-grpc')).toBeDefined();
     await eventually(() => accepted('via-grpc'), { what: 'accepted' });

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseOrThrow } from '@tandem/common';
+import { redisUrlIssue } from '@tandem/rollout-queue';
 import type { WorkloadSettings } from './children.js';
 
 /**
@@ -32,7 +33,13 @@ export const KubernetesEnv = z.object({
   /** gRPC address trainers dial. @default <TANDEM_LEADER_SERVICE>.<namespace>.svc:<TANDEM_GRPC_PORT> */
   TANDEM_CONTROL_PLANE_GRPC_ADDRESS: z.string().min(1).optional(),
   /** Redis URL given to rollout workers. @default TANDEM_REDIS_URL */
-  TANDEM_WORKER_REDIS_URL: z.string().url().optional(),
+  TANDEM_WORKER_REDIS_URL: z
+    .string()
+    .superRefine((value, ctx) => {
+      const issue = redisUrlIssue(value);
+      if (issue !== undefined) ctx.addIssue({ code: 'custom', message: issue });
+    })
+    .optional(),
   /** `secret/key` holding the Redis URL for rollout workers (when it has a password); wins over TANDEM_WORKER_REDIS_URL. */
   TANDEM_WORKER_REDIS_SECRET: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[-._a-zA-Z0-9]+$/).optional(),
   /** Every RLRun's status is refreshed at least this often. @default 5000 */

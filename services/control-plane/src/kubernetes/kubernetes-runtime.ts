@@ -76,6 +76,11 @@ export class KubernetesRuntime implements RunRuntime {
   readonly declarations: RLRunDeclarations;
   readonly elector: LeaderElector;
   private readonly d: KubernetesRuntimeDeps;
+
+  /** The namespace RLRuns and their workloads live in (every run's namespace). */
+  get namespace(): string {
+    return this.d.namespace;
+  }
   private leadership: Leadership | undefined;
   private transitions: Promise<void> = Promise.resolve();
 

@@ -51,6 +51,8 @@ describe.skipIf(!KUBECTL)('kustomize overlays', () => {
           'ServiceAccount/tandem-control-plane',
           'Role/tandem-control-plane',
           'RoleBinding/tandem-control-plane',
+          'ClusterRole/tandem-token-review',
+          'ClusterRoleBinding/tandem-token-review',
           'Deployment/tandem-control-plane',
           'Service/tandem-control-plane',
           'Service/tandem-control-plane-leader',
@@ -61,7 +63,7 @@ describe.skipIf(!KUBECTL)('kustomize overlays', () => {
         ]),
       );
       const ns = overlay === 'dev' ? 'tandem-dev' : 'tandem';
-      for (const o of objects) if (!['CustomResourceDefinition', 'Namespace', 'PriorityClass'].includes(o.kind as string)) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe(ns);
+      for (const o of objects) if (!['CustomResourceDefinition', 'Namespace', 'PriorityClass', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind as string)) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe(ns);
       const deploy = objects.find((o) => o.kind === 'Deployment') as any;
       expect(deploy.spec.replicas).toBe(2);
       const env = Object.fromEntries(deploy.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? 'from']));
@@ -69,16 +71,46 @@ describe.skipIf(!KUBECTL)('kustomize overlays', () => {
       const redisConf = (objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'tandem-redis') as any).data['redis.conf'];
       expect(redisConf).toMatch(/appendonly yes/);
       expect(redisConf).toMatch(/maxmemory-policy noeviction/);
+      // The API binds 0.0.0.0: authentication must be on (else the control plane refuses to start).
+      expect(env.TANDEM_HOST).toBe('0.0.0.0');
+      expect(env.TANDEM_AUTH_TOKEN_REVIEW).toBe('true');
       for (const w of objects.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet') as any[]) {
-        expect(w.spec.template.spec.securityContext.runAsNonRoot, w.metadata.name).toBe(true);
-        for (const c of w.spec.template.spec.containers) {
-          expect(c.securityContext, `${w.metadata.name}/${c.name}`).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true });
+        const pod = w.spec.template.spec;
+        expect(pod.securityContext, w.metadata.name).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+        expect(pod.hostNetwork ?? false, w.metadata.name).toBe(false);
+        expect(pod.hostPID ?? false, w.metadata.name).toBe(false);
+        for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+          expect(c.securityContext, `${w.metadata.name}/${c.name}`).toMatchObject({
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            runAsNonRoot: true,
+            privileged: false,
+            capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' },
+          });
+          expect(c.securityContext.capabilities.add ?? [], `${w.metadata.name}/${c.name}`).toEqual([]);
         }
       }
-      // The Role is namespaced and never grants wildcards.
+      // Only the control plane talks to the apiserver.
+      const redis = objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'tandem-redis') as any;
+      expect(redis.spec.template.spec.automountServiceAccountToken).toBe(false);
+      // The Role is namespaced and never grants wildcards; Secrets can be written (run credentials) but never read back.
       const role = objects.find((o) => o.kind === 'Role') as any;
       expect(JSON.stringify(role.rules)).not.toContain('"*"');
-      expect(objects.some((o) => o.kind === 'ClusterRole')).toBe(false);
+      for (const rule of role.rules as Array<{ resources: string[]; verbs: string[] }>) {
+        if (rule.resources.includes('secrets')) expect(rule.verbs.sort()).toEqual(['create', 'patch']);
+        if (rule.resources.includes('pods')) expect(rule.verbs.sort()).toEqual(['get', 'list', 'watch']);
+        expect(rule.verbs, rule.resources.join(',')).not.toContain('escalate');
+        expect(rule.verbs, rule.resources.join(',')).not.toContain('bind');
+        expect(rule.verbs, rule.resources.join(',')).not.toContain('impersonate');
+      }
+      // The one cluster-wide grant: creating TokenReviews.
+      const clusterRoles = objects.filter((o) => o.kind === 'ClusterRole') as any[];
+      expect(clusterRoles.map((c) => [c.metadata.name, c.rules])).toEqual([
+        ['tandem-token-review', [{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]],
+      ]);
+      const crb = objects.find((o) => o.kind === 'ClusterRoleBinding') as any;
+      expect(crb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'tandem-control-plane', namespace: ns }]);
     });
   }
 });

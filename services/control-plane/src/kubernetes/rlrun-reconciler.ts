@@ -10,6 +10,7 @@ import {
   generatorStatefulSet,
   generatorUrl,
   runConfigMap,
+  runCredentialsSecret,
   rolloutWorkerDeployment,
   trainerJob,
   trainerService,
@@ -29,6 +30,7 @@ import {
   PVC,
   podRestartCount,
   RLRUN,
+  SECRET,
   SERVICE,
   STATEFULSET,
   type KubeObject,
@@ -58,6 +60,8 @@ export interface ControlPlaneHooks {
   registerGenerator(runId: string, id: string, url: string): Promise<void>;
   /** Removes a generator (scaled down or suspended); NOT_FOUND is fine. */
   removeGenerator(runId: string, id: string): Promise<void>;
+  /** The run's credentials (idempotent), when per-run credentials are on; undefined otherwise. */
+  issueCredentials?(runId: string): Promise<{ token: string; redisUrl: string } | undefined>;
 }
 
 /** Read-only caches the reconciler looks things up in (informers). */
@@ -249,6 +253,10 @@ export class RLRunReconciler {
     await this.applyChild(SERVICE, generatorService(id));
     await this.applyChild(SERVICE, trainerService(id, this.d.settings));
     await this.applyChild(CONFIGMAP, runConfigMap(id, spec));
+    if (this.d.settings.runCredentials) {
+      const credentials = await this.d.hooks.issueCredentials?.(name);
+      if (credentials) await this.applyChild(SECRET, runCredentialsSecret(id, credentials));
+    }
     const pvc = checkpointPvc(id, spec, this.d.settings);
     if (pvc) await this.applyChild(PVC, pvc);
     await this.applyChild(STATEFULSET, generatorStatefulSet(id, spec, this.d.settings, active));

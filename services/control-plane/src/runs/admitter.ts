@@ -1,5 +1,5 @@
 import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common';
-import type { PromptQueue, RolloutQueue } from '@tandem/rollout-queue';
+import type { PromptJob, PromptQueue, RolloutQueue } from '@tandem/rollout-queue';
 import type { PromptSource } from './prompt-source.js';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 
@@ -21,12 +21,20 @@ export interface AdmitterOptions {
   sweepIntervalMs?: number;
 }
 
+/** Admitted groups waiting for their BullMQ jobs beyond which admission waits for the enqueue. */
+const MAX_PENDING_ENQUEUES = 512;
+
 /**
  * Feeds one run: admits prompt groups as fast as the staleness contract
  * allows and enqueues each on the run's BullMQ prompt queue for rollout
  * workers. Admission (Lua) and enqueue (BullMQ) are two steps, so a sweep
  * re-enqueues any in-flight group that has no job (a crash between the two);
  * job ids are group ids, so a double enqueue is a no-op.
+ *
+ * The two steps are pipelined: admission goes on while the groups admitted
+ * so far are enqueued, and every group admitted while one enqueue is in
+ * flight goes into the next one (`addBulk`, one round trip). Under load a
+ * round trip carries many groups; when idle, each group is enqueued at once.
  */
 export class Admitter {
   private readonly deps: AdmitterDeps;
@@ -34,6 +42,8 @@ export class Admitter {
   private readonly sweepIntervalMs: number;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
+  private pending: PromptJob[] = [];
+  private flushing: Promise<void> | undefined;
 
   constructor(deps: AdmitterDeps, options: AdmitterOptions = {}) {
     this.deps = deps;
@@ -99,13 +109,34 @@ export class Admitter {
       metrics.admissionWait.observe({ run: queue.runId }, (clock.now() - waitStart) / 1000);
       const a = attempt.admission;
       try {
-        await this.enqueue(a.groupId, a.promptId, a.targetStep, a.policyVersion);
+        this.pending.push(this.jobOf(a.groupId, a.promptId, a.targetStep, a.policyVersion));
+        this.flush();
       } catch (err) {
-        // The sweep re-enqueues it; admission state in Redis is the truth.
         log.error({ err, groupId: a.groupId, step: a.targetStep }, 'enqueue failed');
       }
+      if (this.pending.length >= MAX_PENDING_ENQUEUES) await this.flushing;
       waitStart = clock.now();
     }
+    // Whatever was admitted is enqueued before the loop ends.
+    while (this.flushing) await this.flushing;
+  }
+
+  /** Starts enqueueing the pending groups unless an enqueue is in flight (it picks them up next). */
+  private flush(): void {
+    if (this.flushing) return;
+    this.flushing = (async () => {
+      while (this.pending.length > 0) {
+        const jobs = this.pending;
+        this.pending = [];
+        try {
+          await this.deps.prompts.addMany(jobs);
+        } catch (err) {
+          // The sweep re-enqueues them; admission state in Redis is the truth.
+          this.deps.log.error({ err, groups: jobs.length, step: jobs[0]?.targetStep }, 'enqueue failed');
+        }
+      }
+      this.flushing = undefined;
+    })();
   }
 
   private async sweepLoop(): Promise<void> {
@@ -127,8 +158,12 @@ export class Admitter {
   }
 
   private async enqueue(groupId: string, promptId: string, targetStep: number, policyVersion: number): Promise<void> {
+    await this.deps.prompts.add(this.jobOf(groupId, promptId, targetStep, policyVersion));
+  }
+
+  private jobOf(groupId: string, promptId: string, targetStep: number, policyVersion: number): PromptJob {
     const prompt = this.deps.source.get(Number(promptId));
-    await this.deps.prompts.add({
+    return {
       runId: this.deps.queue.runId,
       groupId,
       promptId,
@@ -137,6 +172,6 @@ export class Admitter {
       prompt: prompt.text,
       ...(prompt.answer === undefined ? {} : { answer: prompt.answer }),
       ...(prompt.tokenIds === undefined ? {} : { promptTokenIds: prompt.tokenIds }),
-    });
+    };
   }
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ErrorCode, TandemError } from '@tandem/common';
-import type { RunSpec } from '@tandem/run-spec';
+import { MAX_PROMPT_CHARS, type RunSpec } from '@tandem/run-spec';
 
 /** One prompt of a dataset. */
 export interface Prompt {
@@ -75,7 +75,13 @@ function readJsonl(path: string, promptField: string, answerField: string): Prom
       throw TandemError.invalid('dataset', [{ path: `dataset.path:${i + 1}.${promptField}`, message: 'missing or not a string' }]);
     }
     const answer = obj[answerField];
-    out.push({ text: prompt, answer: answer === undefined ? undefined : String(answer) });
+    const answerText = answer === undefined ? undefined : String(answer);
+    // The same limits as inline prompts: a file is no way around them.
+    if (prompt.length > MAX_PROMPT_CHARS || (answerText?.length ?? 0) > MAX_PROMPT_CHARS) {
+      const field = prompt.length > MAX_PROMPT_CHARS ? promptField : answerField;
+      throw TandemError.invalid('dataset', [{ path: `dataset.path:${i + 1}.${field}`, message: `longer than ${MAX_PROMPT_CHARS} characters` }]);
+    }
+    out.push({ text: prompt, answer: answerText });
   });
   if (out.length === 0) throw TandemError.invalid('dataset', [{ path: 'dataset.path', message: 'file has no prompts' }]);
   return out;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common';
 import { isValidRunId, parseRunSpec, queueCapacityGroups, type RunSpec } from '@tandem/run-spec';
-import type { QueueSnapshot, RolloutStore } from '@tandem/rollout-queue';
+import type { JournalEntryType, QueueSnapshot, RolloutStore, RunJournalEntry } from '@tandem/rollout-queue';
 import { Admitter } from './admitter.js';
 import { promptSourceFor } from './prompt-source.js';
 import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from '@tandem/rollout-queue';
@@ -11,6 +11,8 @@ import type { DeclaredRun, RunDeclarations, RunRuntime } from '../runtime/run-ru
 /** A run as the API shows it. */
 export interface RunView {
   id: string;
+  /** The namespace the run belongs to. */
+  namespace: string;
   spec: RunSpec;
   status: RunStatusView;
 }
@@ -50,12 +52,24 @@ export interface RunManagerDeps {
    * only declares; the leader's reconciler calls {@link RunManager.accept}.
    */
   declarations?: RunDeclarations;
+  /**
+   * The one namespace runs may belong to (kubernetes: the namespace the
+   * RLRuns live in); any namespace when unset.
+   */
+  fixedNamespace?: string;
+  /** Called after a run's workloads were stopped (its per-run Redis user is deleted then). */
+  onWorkloadsStopped?: (runId: string) => Promise<void>;
 }
+
+/** The namespace of runs submitted without one. */
+export const DEFAULT_NAMESPACE = 'default';
 
 /** A submit request, as both API surfaces deliver it. */
 export interface SubmitRunInput {
   spec: unknown;
   runId?: string;
+  /** DNS-1123 label; {@link DEFAULT_NAMESPACE} (or the fixed namespace) when empty. */
+  namespace?: string;
 }
 
 /**
@@ -85,6 +99,7 @@ export class RunManager {
         { path: 'runId', message: 'must be a DNS-1123 label: lowercase letters, digits and -, at most 63 characters' },
       ]);
     }
+    const namespace = this.namespaceOf(input.namespace);
     // Build the prompt source before accepting, so a bad dataset is a 400.
     promptSourceFor(spec.dataset);
     const id = input.runId || `run-${randomBytes(4).toString('hex')}`;
@@ -92,7 +107,7 @@ export class RunManager {
       await declarations.declare(id, spec);
       return this.get(id);
     }
-    const view = await this.accept(id, spec);
+    const view = await this.accept(id, spec, namespace);
     if (!view.created) throw new TandemError(ErrorCode.AlreadyExists, `run ${id} already exists`);
     return view.run;
   }
@@ -102,9 +117,9 @@ export class RunManager {
    * is returned as it is (and gets an admitter here if it is open and has
    * none — a new leader taking over). The kubernetes reconciler calls this.
    */
-  async accept(id: string, spec: RunSpec): Promise<{ run: RunView; created: boolean }> {
+  async accept(id: string, spec: RunSpec, namespace?: string): Promise<{ run: RunView; created: boolean }> {
     const now = new Date(this.deps.clock.now()).toISOString();
-    const record: RunRecord = { id, spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' };
+    const record: RunRecord = { id, namespace: namespace ?? this.deps.fixedNamespace ?? DEFAULT_NAMESPACE, spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' };
     if (!(await this.records.create(record))) {
       const existing = await this.records.get(id);
       if (existing && !TERMINAL_PHASES.has(existing.phase)) this.startAdmitter(existing);
@@ -117,9 +132,28 @@ export class RunManager {
       maxSteps: spec.maxSteps,
     });
     this.log.info({ runId: id, maxSteps: spec.maxSteps, k: spec.async.maxTrajectoryAgeSteps }, 'run accepted');
+    await this.journal(id, 'Normal', 'Accepted', `run accepted: ${spec.maxSteps} steps, k = ${spec.async.maxTrajectoryAgeSteps}, ${spec.algorithm.batchGroups} groups of ${spec.algorithm.groupSize} a step`);
     this.startAdmitter(record);
     await this.startWorkloads(record);
     return { run: await this.get(id), created: true };
+  }
+
+  /** The namespace of runs submitted without one. */
+  get defaultNamespace(): string {
+    return this.deps.fixedNamespace ?? DEFAULT_NAMESPACE;
+  }
+
+  /** The namespace a submit asks for, checked: a DNS-1123 label, and the fixed one when there is one. */
+  private namespaceOf(requested: string | undefined): string {
+    const fixed = this.deps.fixedNamespace;
+    const ns = requested || fixed || DEFAULT_NAMESPACE;
+    if (ns.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns)) {
+      throw TandemError.invalid('run', [{ path: 'namespace', message: 'must be a DNS-1123 label: lowercase letters, digits and -, at most 63 characters' }]);
+    }
+    if (fixed !== undefined && ns !== fixed) {
+      throw TandemError.invalid('run', [{ path: 'namespace', message: `this control plane serves namespace ${fixed} only` }]);
+    }
+    return ns;
   }
 
   /** Ends a run as failed: everything open is cancelled in the ledger. */
@@ -131,6 +165,7 @@ export class RunManager {
     const now = new Date(this.deps.clock.now()).toISOString();
     await this.records.update(id, { phase: 'Failed', message, updatedAt: now, finishedAt: now });
     this.log.error({ runId: id, reason: message }, 'run failed');
+    await this.journal(id, 'Warning', 'Failed', message);
     return this.get(id);
   }
 
@@ -151,6 +186,7 @@ export class RunManager {
     await this.records.updateSpec(id, spec);
     if (record.spec.simulation && this.deps.runtime) await this.deps.runtime.scaleGenerators(id, generators);
     this.log.info({ runId: id, generators }, 'generator pool resized');
+    await this.journal(id, 'Normal', 'Scaled', `generator pool resized from ${record.spec.generator.replicas} to ${generators}`);
     return this.get(id);
   }
 
@@ -167,7 +203,7 @@ export class RunManager {
     const record = await this.records.get(id);
     if (record) return this.view(record);
     const declared = await this.deps.declarations?.get(id);
-    if (declared) return declaredView(declared);
+    if (declared) return declaredView(declared, this.deps.fixedNamespace ?? DEFAULT_NAMESPACE);
     throw new TandemError(ErrorCode.NotFound, `run ${id} not found`);
   }
 
@@ -177,7 +213,7 @@ export class RunManager {
     const accepted = views.filter((v): v is RunView => v !== undefined);
     if (!this.deps.declarations) return accepted;
     const known = new Set(ids);
-    const pending = (await this.deps.declarations.list()).filter((d) => !known.has(d.id)).map(declaredView);
+    const pending = (await this.deps.declarations.list()).filter((d) => !known.has(d.id)).map((d) => declaredView(d, this.deps.fixedNamespace ?? DEFAULT_NAMESPACE));
     return [...accepted, ...pending];
   }
 
@@ -206,6 +242,7 @@ export class RunManager {
     const now = new Date(this.deps.clock.now()).toISOString();
     await this.records.update(id, { phase: 'Cancelled', message: reason || 'cancelled by request', updatedAt: now, finishedAt: now });
     this.log.info({ runId: id, groupsCancelled: cancelled, reason }, 'run cancelled');
+    await this.journal(id, 'Normal', 'Cancelled', `${reason || 'cancelled by request'} (${cancelled} open groups cancelled)`);
     // The admitter sees the closed queue and ends, which stops the workloads.
     return this.get(id);
   }
@@ -239,6 +276,7 @@ export class RunManager {
       if (!record || TERMINAL_PHASES.has(record.phase)) continue;
       this.startAdmitter(record);
       await this.startWorkloads(record);
+      await this.journal(id, 'Normal', 'Resumed', 'control plane (re)started: admission and workloads resumed');
       resumed++;
     }
     return resumed;
@@ -263,9 +301,10 @@ export class RunManager {
 
   private startAdmitter(record: RunRecord): void {
     if (this.admitters.has(record.id)) return;
+    const prompts = this.deps.store.promptQueue(record.id);
     const admitter = new Admitter({
       queue: this.deps.store.forRun(record.id),
-      prompts: this.deps.store.promptQueue(record.id),
+      prompts,
       source: promptSourceFor(record.spec.dataset),
       metrics: this.deps.metrics,
       clock: this.deps.clock,
@@ -274,6 +313,7 @@ export class RunManager {
     this.admitters.set(record.id, admitter);
     admitter
       .start()
+      .finally(() => prompts.close().catch((err: unknown) => this.log.warn({ err, runId: record.id }, 'closing the prompt queue failed')))
       .then(() => this.runEnded(record.id))
       .catch((err: unknown) => this.log.error({ err, runId: record.id }, 'admitter crashed'));
   }
@@ -285,8 +325,23 @@ export class RunManager {
     this.recentlyEnded.set(id, this.deps.clock.now());
     const view = await this.get(id).catch(() => undefined);
     this.log.info({ runId: id, phase: view?.status.phase, ledger: view?.status.ledger }, 'run ended');
+    if (view?.status.phase === 'Succeeded') {
+      const l = view.status.ledger;
+      await this.journal(id, 'Normal', 'Succeeded', `trained ${l.trained} groups in ${view.status.trainerStep} steps; ${l.droppedStale} dropped stale, ${l.failed} failed`);
+    }
     await this.deps.onRunEnded?.(id, view?.status.phase ?? 'Succeeded', view?.status.message ?? '').catch((err: unknown) => this.log.warn({ err, runId: id }, 'weight sync stop failed'));
     await this.deps.runtime?.stopRun(id).catch((err: unknown) => this.log.warn({ err, runId: id }, 'stopping workloads failed'));
+    await this.deps.onWorkloadsStopped?.(id).catch((err: unknown) => this.log.warn({ err, runId: id }, 'releasing run credentials failed'));
+  }
+
+  /** The run's journal, newest `limit` entries, oldest first (NOT_FOUND for an unknown run). */
+  async events(id: string, limit = 50): Promise<RunJournalEntry[]> {
+    await this.get(id);
+    return this.deps.store.journal.list(id, limit);
+  }
+
+  private async journal(id: string, type: JournalEntryType, reason: string, message: string): Promise<void> {
+    await this.deps.store.journal.record(id, type, reason, message);
   }
 
   private async view(record: RunRecord): Promise<RunView> {
@@ -312,6 +367,7 @@ export class RunManager {
     }
     return {
       id: record.id,
+      namespace: record.namespace ?? DEFAULT_NAMESPACE,
       spec: record.spec,
       status: {
         phase,
@@ -340,11 +396,12 @@ export class RunManager {
 }
 
 /** A declared run the control plane has not accepted: its spec and declared state, counters at zero. */
-function declaredView(d: DeclaredRun): RunView {
+function declaredView(d: DeclaredRun, namespace: string): RunView {
   const phase: RunPhase = d.cancelReason !== undefined ? 'Cancelled' : (d.phase ?? 'Pending');
   const ledger = { admitted: 0, trained: 0, droppedStale: 0, failed: 0, cancelled: 0, tokensTrained: 0, tokensWasted: 0 };
   return {
     id: d.id,
+    namespace,
     spec: d.spec,
     status: {
       phase,

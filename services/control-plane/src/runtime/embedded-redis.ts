@@ -4,6 +4,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, TandemError, type Logger } from '@tandem/common';
+import { parseRedisUrl, redactRedisUrl } from '@tandem/rollout-queue';
 
 /** A Redis the control plane uses: one that was reachable, or one it started. */
 export interface RedisEndpoint {
@@ -18,12 +19,18 @@ export interface RedisEndpoint {
  * Uses the Redis at `url` when it answers; otherwise starts `redis-server`
  * on a free 127.0.0.1 port with its data in a temporary directory (the
  * embedded default), stopped and removed by `stop()`. Fails with an install
- * hint when redis-server is missing.
+ * hint when redis-server is missing. A Cluster or Sentinel URL is used as it
+ * is: such a deployment is never replaced by an embedded single node.
  */
 export async function ensureRedis(url: string, log: Logger): Promise<RedisEndpoint> {
-  const u = new URL(url);
-  if (await answersPing(u.hostname, Number(u.port || 6379))) {
-    log.info({ url }, 'using the Redis that is already running');
+  const parts = parseRedisUrl(url);
+  const node = parts.nodes[0];
+  if (parts.topology !== 'standalone' || node === undefined) {
+    log.info({ url: redactRedisUrl(url), topology: parts.topology }, 'using the Redis deployment the URL names');
+    return { url, embedded: false, stop: async () => undefined };
+  }
+  if (await answersPing(node.host, node.port)) {
+    log.info({ url: redactRedisUrl(url) }, 'using the Redis that is already running');
     return { url, embedded: false, stop: async () => undefined };
   }
   const dir = await mkdtemp(join(tmpdir(), 'tandem-redis-'));
@@ -47,7 +54,7 @@ export async function ensureRedis(url: string, log: Logger): Promise<RedisEndpoi
     throw new TandemError(
       ErrorCode.FailedPrecondition,
       missing
-        ? `no Redis answers at ${url} and redis-server is not installed: install it with 'apt-get install -y redis-server' (./scripts/setup.sh does), or pass --redis-url`
+        ? `no Redis answers at ${redactRedisUrl(url)} and redis-server is not installed: install it with 'apt-get install -y redis-server' (./scripts/setup.sh does), or pass --redis-url`
         : `could not start redis-server: ${(err as Error).message}`,
       { cause: err },
     );
@@ -62,7 +69,7 @@ export async function ensureRedis(url: string, log: Logger): Promise<RedisEndpoi
     await new Promise((r) => setTimeout(r, 50));
   }
   const embeddedUrl = `redis://127.0.0.1:${port}`;
-  log.info({ url: embeddedUrl, dir }, `no Redis at ${url}: started an embedded redis-server`);
+  log.info({ url: embeddedUrl, dir }, `no Redis at ${redactRedisUrl(url)}: started an embedded redis-server`);
   let stopped: Promise<void> | undefined;
   return {
     url: embeddedUrl,

@@ -38,6 +38,18 @@ export interface LocalRuntimeDeps {
   scripts?: LocalScripts;
   /** Extra environment for rollout workers (tests shorten BullMQ's stall timers). */
   workerEnv?: Record<string, string>;
+  /** Extra environment for simulated trainers (the chaos suite's trained-group record). */
+  trainerEnv?: Record<string, string>;
+  /**
+   * A run's credentials (authentication on): the trainer gets the token as
+   * TANDEM_RUN_TOKEN, workers the run's own Redis URL. Passed through the
+   * environment, never on the command line (which `ps` shows).
+   */
+  credentials?: (runId: string) => Promise<{ token: string; redisUrl: string } | undefined>;
+  /** The control plane serves TLS: the trainer dials it with TLS, verifying against `caFile` (system roots without). */
+  tls?: { caFile?: string };
+  /** Records an entry in a run's journal (process restarts). */
+  journal?: (runId: string, type: 'Normal' | 'Warning', reason: string, message: string) => Promise<void>;
 }
 
 /** Lifecycle events of a run's processes, for the CLI's progress and tests. */
@@ -57,6 +69,7 @@ interface LocalRun {
   restarts: Record<string, number>;
   trainerReport: Record<string, unknown> | undefined;
   stopping: boolean;
+  credentials: { token: string; redisUrl: string } | undefined;
 }
 
 /**
@@ -113,6 +126,7 @@ export class LocalRuntime implements RunRuntime {
       restarts: {},
       trainerReport: undefined,
       stopping: false,
+      credentials: await this.deps.credentials?.(record.id),
     };
     this.runs.set(record.id, run);
     const log = this.deps.log.child({ runId: record.id, runtime: 'local' });
@@ -159,8 +173,15 @@ export class LocalRuntime implements RunRuntime {
     this.deps.log.info({ runId }, 'local runtime stopped the run');
   }
 
+  /**
+   * Stops every run's processes and forgets them, so that a later
+   * `startRun` starts them afresh (a replica that lost and regained
+   * leadership, ha/leadership.ts).
+   */
   async stop(): Promise<void> {
-    await Promise.all([...this.runs.keys()].map((id) => this.stopRun(id)));
+    const ids = [...this.runs.keys()];
+    await Promise.all(ids.map((id) => this.stopRun(id)));
+    for (const id of ids) this.runs.delete(id);
   }
 
   private simArgs(run: LocalRun): string[] {
@@ -209,7 +230,7 @@ export class LocalRuntime implements RunRuntime {
       script: this.scripts.rolloutWorker,
       args: [],
       env: {
-        TANDEM_REDIS_URL: this.deps.redisUrl,
+        TANDEM_REDIS_URL: run.credentials?.redisUrl ?? this.deps.redisUrl,
         TANDEM_RUN_ID: run.record.id,
         TANDEM_KEY_PREFIX: this.deps.keyPrefix,
         TANDEM_LOG_LEVEL: 'warn',
@@ -247,7 +268,12 @@ export class LocalRuntime implements RunRuntime {
       name: 'trainer',
       script: this.scripts.trainer,
       args,
-      env: { TANDEM_LOG_LEVEL: 'warn' },
+      env: {
+        TANDEM_LOG_LEVEL: 'warn',
+        ...(run.credentials ? { TANDEM_RUN_TOKEN: run.credentials.token } : {}),
+        ...(this.deps.tls ? { TANDEM_TRAINER_TLS: 'true', ...(this.deps.tls.caFile === undefined ? {} : { TANDEM_TLS_CA_FILE: this.deps.tls.caFile }) } : {}),
+        ...this.deps.trainerEnv,
+      },
       log: this.deps.log.child({ runId: run.record.id }),
       onEvent: (event) => {
         if (event.event === 'done') run.trainerReport = event;
@@ -276,6 +302,7 @@ export class LocalRuntime implements RunRuntime {
       return;
     }
     log.warn({ how, restart: count, maxRestarts: max }, `${role} exited; restarting`);
+    this.deps.journal?.(run.record.id, 'Warning', 'ProcessRestarted', `${role} ${name} exited (${how}); restart ${count} of ${max}`).catch(() => undefined);
     restart().catch((err: unknown) => {
       log.error({ err }, `${role} restart failed`);
       this.deps.failRun(run.record.id, `${role} ${name} could not be restarted: ${TandemError.from(err).message}`).catch(() => undefined);

@@ -106,7 +106,7 @@ async function setup(options: { generators: number; timeoutMs?: number; trainerO
     { timeoutMs: options.timeoutMs ?? 5000, inFlightWeightUpdates: true, transferPort: 29500, healthIntervalMs: 60_000, unhealthyAfterFailures: 3 },
   );
   coordinator.start();
-  return { runId, queue, registry, gens, sent, coordinator, metrics };
+  return { runId, queue, registry, gens, sent, coordinator, metrics, sessions };
 }
 
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
@@ -178,6 +178,30 @@ describe('weight-sync coordinator', () => {
     await until(async () => (await t.queue.snapshot()).policyVersion === 4, 'version 4 published');
     expect(t.coordinator.reports.map((r) => r.policyVersion)).toEqual([1, 4]);
     await t.coordinator.stop();
+  });
+
+  it('fails a broadcast at once when the trainer asked for it is replaced by a new process', async () => {
+    // The trainer never answers: only its replacement can end the wait before the 60 s deadline.
+    const t = await setup({ generators: 2, timeoutMs: 60_000, trainerDelayMs: 600_000 });
+    t.coordinator.weightsReady(1, '');
+    await until(async () => t.sent.some((m) => m.kind?.$case === 'sendWeights'), 'SendWeights to the trainer');
+    // The restarted trainer answers, so the sync that follows completes.
+    const answer = (m: ControlMessage): boolean => {
+      if (m.kind?.$case === 'sendWeights') {
+        const c = m.kind.sendWeights;
+        setTimeout(() => t.coordinator.weightsSent({ policyVersion: c.policyVersion, ok: true, error: '', seconds: 0, syncId: c.syncId }), 1);
+      }
+      return true;
+    };
+    t.sessions.register({ runId: t.runId, trainerId: 't-restarted', simulated: true, weightsReadyVersion: -1, address: '127.0.0.1', stream: { write: answer, end: () => undefined, emit: () => true } });
+    t.coordinator.trainerAttached();
+    await until(async () => t.coordinator.reports.some((r) => r.result === 'ok'), 'a sync through the restarted trainer');
+    await t.coordinator.stop();
+    expect(t.coordinator.reports[0]).toMatchObject({ result: 'failed', policyVersion: 1 });
+    expect((await t.registry.list()).map((g) => [g.state, g.policyVersion])).toEqual([
+      ['ready', 1],
+      ['ready', 1],
+    ]);
   });
 
   it('a failed broadcast leaves nobody serving a partial update', async () => {

@@ -30,6 +30,8 @@ export interface WeightSyncDeps {
   clock: Clock;
   log: Logger;
   admin: (url: string) => VllmAdmin;
+  /** Records an entry in the run's journal (cut-offs, failed syncs, rejoins). */
+  journal?: (type: 'Normal' | 'Warning', reason: string, message: string) => Promise<void>;
 }
 
 /** Result of one sync, for logs, metrics and tests. */
@@ -100,6 +102,8 @@ export class WeightSyncCoordinator {
   /** Last load sample per generator, for tandem_generator_busy_ratio. */
   private readonly loadSamples = new Map<string, { t: number; busySeconds?: number; busyEwma: number }>();
   private readonly pendingSends = new Map<string, (r: WeightsSent) => void>();
+  /** The trainer (trainerId) each pending SendWeights went to, and the version asked for. */
+  private readonly sendTargets = new Map<string, { trainerId: string; version: number }>();
 
   constructor(deps: WeightSyncDeps, settings: WeightSyncSettings) {
     this.deps = deps;
@@ -155,6 +159,16 @@ export class WeightSyncCoordinator {
    * next sync re-forms it (with a new group_id the trainer will join).
    */
   trainerAttached(): void {
+    // A broadcast asked of a trainer process that has been replaced (it
+    // crashed and was restarted) can never be answered: fail it now rather
+    // than hold the generators paused until its deadline. The same process
+    // re-attaching may still answer on its new stream, so it is left alone.
+    const current = this.deps.sessions.get(this.deps.runId)?.trainerId;
+    for (const [syncId, { trainerId, version }] of [...this.sendTargets]) {
+      if (trainerId === current) continue;
+      this.log.warn({ syncId, trainerId, replacedBy: current }, 'trainer replaced during a weight broadcast; the broadcast failed');
+      this.pendingSends.get(syncId)?.({ policyVersion: version, ok: false, error: `trainer ${trainerId} was replaced by ${current ?? 'another trainer'} before it answered`, seconds: 0, syncId });
+    }
     this.groupKey = '';
     this.kick?.();
   }
@@ -294,6 +308,7 @@ export class WeightSyncCoordinator {
       this.cutOffs.set(c.id, { count: previous + 1, notBeforeMs: clock.now() + coolDownMs });
       const cutUrl = (members.find((m) => m.id === c.id) as GeneratorRecord).url;
       await registry.update(c.id, { state: 'unhealthy', reason: `${c.reason} (may rejoin in ${Math.round(coolDownMs / 1000)} s)`, updatedAtMs: clock.now() }, cutUrl);
+      await this.deps.journal?.('Warning', 'GeneratorCutOff', `${c.id} cut off from the weight sync to version ${version}: ${c.reason}; may rejoin in ${Math.round(coolDownMs / 1000)} s`);
       // Best effort: close an update it may have started (else its next
       // start_weight_update is refused) and do not leave it paused. It is
       // out of service until a full sync, so partial weights are never served.
@@ -309,6 +324,7 @@ export class WeightSyncCoordinator {
       // The broadcast did not complete: every receiver holds a partial update.
       // Nobody serves it; they all rejoin and get a full sync next round.
       log.error({ error: sent.error }, 'trainer broadcast failed; generators will be re-synced');
+      await this.deps.journal?.('Warning', 'WeightSyncFailed', `the trainer's broadcast of version ${version} failed (${sent.error}); every generator gets a full sync next time`);
       // vLLM has no "abort update": close the update so that the next sync can
       // start a new one, and take them out of service (`joining`, never
       // chosen by rollout workers) until a full sync overwrites every weight.
@@ -360,13 +376,16 @@ export class WeightSyncCoordinator {
     return new Promise<WeightsSent>((resolve) => {
       const timer = setTimeout(() => {
         this.pendingSends.delete(syncId);
+        this.sendTargets.delete(syncId);
         resolve({ policyVersion: version, ok: false, error: `trainer did not finish the broadcast within ${deadlineMs} ms`, seconds: 0, syncId });
       }, deadlineMs);
       this.pendingSends.set(syncId, (r) => {
         clearTimeout(timer);
         this.pendingSends.delete(syncId);
+        this.sendTargets.delete(syncId);
         resolve(r);
       });
+      if (trainer) this.sendTargets.set(syncId, { trainerId: trainer.trainerId, version });
       const sent = this.deps.sessions.send(
         this.deps.runId,
         ControlMessage.fromPartial({
@@ -387,6 +406,7 @@ export class WeightSyncCoordinator {
       if (!sent) {
         clearTimeout(timer);
         this.pendingSends.delete(syncId);
+        this.sendTargets.delete(syncId);
         resolve({ policyVersion: version, ok: false, error: 'no trainer attached', seconds: 0, syncId });
       }
     });
@@ -410,10 +430,12 @@ export class WeightSyncCoordinator {
           await this.deps.registry.update(g.id, { state: 'unhealthy', reason: `${failures} failed health checks`, updatedAtMs: this.deps.clock.now() }, g.url);
           this.groupKey = '';
           this.log.warn({ generator: g.id }, 'generator failed its health checks; out of the group');
+          await this.deps.journal?.('Warning', 'GeneratorUnhealthy', `${g.id} (${g.url}) failed ${failures} health checks in a row; out of service`);
         } else if (healthy && g.state === 'unhealthy' && (this.cutOffs.get(g.id)?.notBeforeMs ?? 0) <= this.deps.clock.now()) {
           // Its weights are unknown: it must get a full sync before it serves.
           await this.deps.registry.update(g.id, { state: 'joining', policyVersion: -1, updatedAtMs: this.deps.clock.now() }, g.url);
           this.log.info({ generator: g.id }, 'generator healthy again; rejoins at the next sync');
+          await this.deps.journal?.('Normal', 'GeneratorRejoining', `${g.id} answers its health checks again; it rejoins at the next weight sync`);
           this.kick?.();
         }
       }),

@@ -118,6 +118,7 @@ export class WeightSyncManager implements TrainerSessionListener {
         clock: this.deps.clock,
         log: this.deps.log,
         admin: this.deps.admin ?? ((url) => vllmAdmin(url)),
+        journal: (type, reason, message) => this.deps.store.journal.record(runId, type, reason, message),
       },
       {
         ...this.deps.defaults,

@@ -11,6 +11,18 @@ import type { RewardFunction, RewardInput } from './reward-function.js';
  */
 const RemoteRewardResponse = z.object({ rewards: z.array(z.number().finite()) });
 
+/**
+ * Largest reward magnitude accepted. GRPO normalises rewards within a group
+ * (mean, standard deviation); beyond this the squares overflow float64 and
+ * every advantage of the group becomes NaN.
+ */
+export const MAX_ABS_REWARD = 1e9;
+
+/** Largest answer read for G completions: 64 KiB plus 64 bytes a reward. */
+export function maxRewardResponseBytes(completions: number): number {
+  return 64 * 1024 + completions * 64;
+}
+
 /** Options of {@link remoteReward}. */
 export interface RemoteRewardOptions {
   url: string;
@@ -24,6 +36,8 @@ export interface RemoteRewardOptions {
 /** A reward function served over HTTP. Errors are UNAVAILABLE (retryable) or INVALID_ARGUMENT. */
 export function remoteReward(options: RemoteRewardOptions): RewardFunction {
   const doFetch = options.fetch ?? fetch;
+  // A URL may carry credentials (user:password@): messages show it without them.
+  const shownUrl = withoutUserinfo(options.url);
   return {
     name: 'remote',
     async score(input: RewardInput, signal?: AbortSignal): Promise<number[]> {
@@ -44,9 +58,17 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
         });
       } catch (err) {
         const what = timeout.aborted ? `timed out after ${options.timeoutMs} ms` : 'could not be reached';
-        throw new TandemError(ErrorCode.Unavailable, `reward endpoint ${options.url} ${what}`, { cause: err });
+        throw new TandemError(ErrorCode.Unavailable, `reward endpoint ${shownUrl} ${what}`, { cause: err });
       }
-      const text = await res.text();
+      const limit = maxRewardResponseBytes(input.completions.length);
+      let text: string;
+      try {
+        text = await readCapped(res, limit);
+      } catch (err) {
+        if (err instanceof TandemError) throw err;
+        const what = timeout.aborted ? `timed out after ${options.timeoutMs} ms` : 'broke off its answer';
+        throw new TandemError(ErrorCode.Unavailable, `reward endpoint ${shownUrl} ${what}`, { cause: err });
+      }
       if (!res.ok) {
         const code = res.status >= 500 || res.status === 429 ? ErrorCode.Unavailable : ErrorCode.InvalidArgument;
         throw new TandemError(code, `reward endpoint answered ${res.status}: ${text.slice(0, 200)}`);
@@ -67,7 +89,52 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
           `reward endpoint returned ${parsed.data.rewards.length} rewards for ${input.completions.length} completions`,
         );
       }
+      const huge = parsed.data.rewards.findIndex((r) => Math.abs(r) > MAX_ABS_REWARD);
+      if (huge >= 0) {
+        throw new TandemError(
+          ErrorCode.InvalidArgument,
+          `reward endpoint answer: rewards[${huge}] = ${parsed.data.rewards[huge]} exceeds the limit of ${MAX_ABS_REWARD} in magnitude (MAX_ABS_REWARD)`,
+        );
+      }
       return parsed.data.rewards;
     },
   };
+}
+
+/** The body as text; INVALID_ARGUMENT naming the limit when it is longer than `limit` bytes. */
+async function readCapped(res: Response, limit: number): Promise<string> {
+  const tooLarge = (): TandemError =>
+    new TandemError(ErrorCode.InvalidArgument, `reward endpoint answer exceeds the limit of ${limit} bytes (64 KiB + 64 bytes per completion)`);
+  if (Number(res.headers.get('content-length') ?? 0) > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `url` without user and password (for messages and logs). */
+export function withoutUserinfo(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username === '' && u.password === '') return url;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
 }

@@ -97,12 +97,28 @@ export const SimulatedTrainerConfigSchema = z.object({
    */
   checkpointPath: z.string().min(1).optional(),
   /**
+   * JSONL file to which every trained step is appended (step, and the id,
+   * prompt and policy versions of each group) before it is acked: an
+   * independent record of what was trained, read by the chaos suite.
+   */
+  trainedLogPath: z.string().min(1).optional(),
+  /**
    * Completions per group (G) to check batches against when the control
    * plane's `welcome` does not say (groupSize 0). Unset: only checks that
    * every group of a batch has the same number of completions.
    */
   expectedGroupSize: z.number().int().positive().optional(),
   weightBroadcast: WeightBroadcastSchema.prefault({}),
+  /**
+   * The run's credential, sent as `authorization: Bearer` on every call
+   * (required when the control plane has authentication on). Environment
+   * only (TANDEM_RUN_TOKEN): a flag would show in `ps`.
+   */
+  token: z.string().min(1).optional(),
+  /** Dial the control plane with TLS (TANDEM_TRAINER_TLS=true). @default false */
+  tls: z.boolean().default(false),
+  /** CA (PEM) to verify the control plane's certificate (TANDEM_TLS_CA_FILE); system roots when unset. */
+  caFile: z.string().min(1).optional(),
 });
 
 /** Options as a caller writes them. */
@@ -153,6 +169,7 @@ const FLAGS: Readonly<Record<string, FlagSpec>> = {
   'give-up-after-ms': { env: 'TANDEM_TRAINER_GIVE_UP_AFTER_MS', kind: 'number', path: ['reconnect', 'giveUpAfterMs'] },
   'crash-at-step': { env: 'TANDEM_TRAINER_CRASH_AT_STEP', kind: 'number', path: ['crashAtStep'] },
   checkpoint: { env: 'TANDEM_TRAINER_CHECKPOINT', kind: 'string', path: ['checkpointPath'] },
+  'trained-log': { env: 'TANDEM_TRAINER_TRAINED_LOG', kind: 'string', path: ['trainedLogPath'] },
   'group-size': { env: 'TANDEM_TRAINER_GROUP_SIZE', kind: 'number', path: ['expectedGroupSize'] },
   'model-bytes': { env: 'TANDEM_TRAINER_MODEL_BYTES', kind: 'number', path: ['weightBroadcast', 'modelBytes'] },
   'group-init-ms': { env: 'TANDEM_TRAINER_GROUP_INIT_MS', kind: 'number', path: ['weightBroadcast', 'groupInitMs'] },
@@ -187,6 +204,10 @@ export function loadTrainerProcessConfig(input: {
     if (spec.path === undefined) processFields[name] = value;
     else setPath(options, spec.path, value);
   }
+  // Environment only: secrets never travel as flags.
+  if (input.env.TANDEM_RUN_TOKEN) options.token = input.env.TANDEM_RUN_TOKEN;
+  if (input.env.TANDEM_TRAINER_TLS !== undefined && input.env.TANDEM_TRAINER_TLS !== '') options.tls = input.env.TANDEM_TRAINER_TLS === 'true' ? true : input.env.TANDEM_TRAINER_TLS === 'false' ? false : input.env.TANDEM_TRAINER_TLS;
+  if (input.env.TANDEM_TLS_CA_FILE) options.caFile = input.env.TANDEM_TLS_CA_FILE;
   const p = parseOrThrow(ProcessFieldsSchema, processFields, 'trainer flags');
   return { logLevel: p['log-level'], trainer: parseOrThrow(SimulatedTrainerConfigSchema, options, 'trainer flags') };
 }

@@ -2,6 +2,7 @@ export * from './config.js';
 export * from './cost-model.js';
 export * from './backoff.js';
 export * from './checkpoint-store.js';
+export * from './trained-log.js';
 export * from './batch-validation.js';
 export * from './trainer-report.js';
 export * from './trainer-rpc.js';

@@ -18,6 +18,7 @@ import { resolveTrainerConfig, type SimulatedTrainerOptions } from './config.js'
 import { trainTimeMs, broadcastTimeMs } from './cost-model.js';
 import { backoffDelayMs } from './backoff.js';
 import type { CheckpointStore, TrainerCheckpoint } from './checkpoint-store.js';
+import type { TrainedLog, TrainedStepEntry } from './trained-log.js';
 import type { AttachCall, CancellableCall, TrainerRpcClient } from './trainer-rpc.js';
 
 /**
@@ -373,6 +374,20 @@ describe('SimulatedTrainer against a fake control plane', () => {
     expect(await done).toMatchObject({ outcome: 'stopped', steps: 0 });
     expect(plane.acks).toHaveLength(0);
     expect(plane.attaches[0]?.closed).toBe(true);
+  });
+
+  it('records the groups of each trained step before acking it', async () => {
+    const plane = new FakeControlPlane({ maxSteps: 3, age: 1 });
+    const entries: Array<TrainedStepEntry & { acksBefore: number }> = [];
+    const trainedLog: TrainedLog = {
+      append: async (entry) => {
+        entries.push({ ...entry, acksBefore: plane.acks.length });
+      },
+    };
+    await setup(plane, {}, { trainedLog }).trainer.run();
+    expect(entries.map((e) => [e.step, e.acksBefore])).toEqual([[0, 0], [1, 1], [2, 2]]);
+    expect(entries[2]).toMatchObject({ runId: 'r', trainerId: 't' });
+    expect(entries[2]?.groups.map((g) => [g.groupId, g.minPolicyVersion])).toEqual([['g2-0', 1], ['g2-1', 1]]);
   });
 
   it('calls the crash hook after pulling crashAtStep and before acking it', async () => {

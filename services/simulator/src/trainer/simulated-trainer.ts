@@ -11,6 +11,7 @@ import { AttachSession } from './attach-session.js';
 import { backoffDelayMs } from './backoff.js';
 import { checkBatch } from './batch-validation.js';
 import type { CheckpointStore } from './checkpoint-store.js';
+import type { TrainedLog } from './trained-log.js';
 import type { SimulatedTrainerConfig } from './config.js';
 import { broadcastTimeMs, trainTimeMs } from './cost-model.js';
 import { buildTrainerReport, type StepStats, type TrainerOutcome, type TrainerReport } from './trainer-report.js';
@@ -24,6 +25,8 @@ export interface SimulatedTrainerDeps {
   config: SimulatedTrainerConfig;
   /** Where the trainer's "weights" (its policy version) persist; none: start at version 0. */
   checkpoints?: CheckpointStore;
+  /** Where each trained step's groups are recorded before the ack; none: not recorded. */
+  trainedLog?: TrainedLog;
   /**
    * What `crashAtStep` does. @default SIGKILL to this process (no cleanup,
    * no ack, no checkpoint, like an OOM kill). Tests pass a function that throws.
@@ -261,6 +264,17 @@ export class SimulatedTrainer {
       });
       const trainStarted = clock.now();
       await this.onGpu(() => clock.sleep(trainTimeMs(this.config.cost, checked.tokens), this.stopper.signal));
+      await this.deps.trainedLog?.append({
+        runId: this.config.runId,
+        step,
+        trainerId: this.config.trainerId,
+        groups: checked.groups.map((g) => ({
+          groupId: g.groupId,
+          promptId: g.promptId,
+          minPolicyVersion: g.minPolicyVersion,
+          maxPolicyVersion: g.maxPolicyVersion,
+        })),
+      });
       const ages = checked.ages;
       this.pendingAck = {
         stats: {

@@ -1,4 +1,5 @@
-import { credentials, Metadata, status, type CallOptions, type ServiceError } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { credentials, InterceptingCall, Metadata, status, type CallOptions, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import { ErrorCode, TandemError } from '@tandem/common';
 import {
   TrainerServiceClient,
@@ -49,6 +50,12 @@ export interface TrainerClientOptions {
   server: string;
   maxReceiveMessageBytes: number;
   reconnect: { initialMs: number; maxMs: number };
+  /** The run's credential, sent as `authorization: Bearer` on every call. */
+  token?: string | undefined;
+  /** Dial with TLS. @default false */
+  tls?: boolean;
+  /** CA (PEM file) to verify the server with; system roots when unset. */
+  caFile?: string | undefined;
 }
 
 /**
@@ -57,11 +64,28 @@ export interface TrainerClientOptions {
  * failing long after a restarted control plane is back.
  */
 export function createTrainerClient(options: TrainerClientOptions): TrainerServiceClient {
-  return new TrainerServiceClient(options.server, credentials.createInsecure(), {
+  const channel = options.tls || options.caFile !== undefined ? credentials.createSsl(options.caFile === undefined ? null : readFileSync(options.caFile)) : credentials.createInsecure();
+  return new TrainerServiceClient(options.server, channel, {
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes,
     'grpc.initial_reconnect_backoff_ms': options.reconnect.initialMs,
     'grpc.max_reconnect_backoff_ms': options.reconnect.maxMs,
+    ...(options.token === undefined ? {} : { interceptors: [bearerInterceptor(options.token)] }),
   });
+}
+
+/**
+ * Adds `authorization: Bearer <token>` to every call, streams included.
+ * An interceptor rather than call credentials: grpc-js refuses call
+ * credentials on a plain-text channel, and the loopback demo runs without TLS.
+ */
+export function bearerInterceptor(token: string): Interceptor {
+  return (opts, nextCall) =>
+    new InterceptingCall(nextCall(opts), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { StructuralSchema } from '../crd/structural-schema.js';
 import type { PrinterColumn } from '../crd/rlrun-crd.js';
 import type { KubeObject, ResourceType } from '../resources.js';
-import { CONFIGMAP, DEPLOYMENT, ENDPOINTSLICE, EVENT, JOB, LEASE, POD, PVC, SERVICE, STATEFULSET } from '../resources.js';
+import { CONFIGMAP, DEPLOYMENT, ENDPOINTSLICE, EVENT, JOB, LEASE, POD, PVC, SECRET, SERVICE, STATEFULSET } from '../resources.js';
 import type { FieldError } from './schema-validator.js';
 import { validateBuiltin } from './builtin-validation.js';
 
@@ -42,6 +42,7 @@ export function builtinKinds(): KindInfo[] {
     builtin(POD, { shortNames: ['po'], categories: ['all'], statusSubresource: true }),
     builtin(SERVICE, { shortNames: ['svc'], categories: ['all'], statusSubresource: true }),
     builtin(CONFIGMAP, { shortNames: ['cm'] }),
+    builtin(SECRET),
     builtin(PVC, { shortNames: ['pvc'], statusSubresource: true }),
     builtin(EVENT, { shortNames: ['ev'] }),
     builtin(STATEFULSET, { shortNames: ['sts'], categories: ['all'], statusSubresource: true, tracksGeneration: true }),

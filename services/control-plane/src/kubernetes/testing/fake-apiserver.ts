@@ -79,6 +79,8 @@ const CRD_KIND: KindInfo = {
 export class FakeApiServer {
   readonly store: ObjectStore;
   readonly requests: RequestRecord[] = [];
+  /** Tokens TokenReview knows (POST /apis/authentication.k8s.io/v1/tokenreviews), and who they are. */
+  readonly tokenReviewUsers = new Map<string, { username: string; groups?: string[] }>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly watches = new Set<WatchConnection>();
@@ -220,6 +222,7 @@ export class FakeApiServer {
     }
 
     const path = url.pathname.replace(/\/+$/, '');
+    if (path === '/apis/authentication.k8s.io/v1/tokenreviews' && method === 'POST') return this.tokenReview(res, body);
     if (path === '/version') return sendJson(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-tandem-fake', platform: 'linux/amd64' });
     if (path === '/healthz' || path === '/readyz' || path === '/livez') return sendText(res, 200, 'ok');
     if (path === '/openapi/v3') return sendJson(res, 200, this.openApiIndex());
@@ -417,6 +420,24 @@ export class FakeApiServer {
         ...(k.statusSubresource ? [{ name: `${k.plural}/status`, singularName: '', namespaced: k.namespaced, kind: k.kind, verbs: ['get', 'patch', 'update'] }] : []),
       ]);
     return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
+  }
+
+  /** TokenReview, as the real apiserver answers it: authenticated with the user, or not (never an error for an unknown token). */
+  private tokenReview(res: ServerResponse, body: string): void {
+    let token = '';
+    try {
+      token = String((JSON.parse(body) as { spec?: { token?: unknown } }).spec?.token ?? '');
+    } catch {
+      return this.sendError(res, new ApiStatusError({ ...apiErrors.internal('bad TokenReview body').status, code: 400, reason: 'BadRequest', message: 'TokenReview body is not JSON' }));
+    }
+    const user = this.tokenReviewUsers.get(token);
+    sendJson(res, 201, {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenReview',
+      metadata: { creationTimestamp: null },
+      spec: {},
+      status: user ? { authenticated: true, user: { username: user.username, groups: user.groups ?? [] } } : { authenticated: false, error: 'token not found' },
+    });
   }
 
   private sendError(res: ServerResponse, err: unknown): void {

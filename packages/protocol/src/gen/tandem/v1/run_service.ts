@@ -41,6 +41,11 @@ export interface SubmitRunRequest {
     | undefined;
   /** Optional caller-chosen id (DNS-1123 label). Generated when empty. */
   runId: string;
+  /**
+   * Namespace the run belongs to (DNS-1123 label); "default" when empty.
+   * The caller's token must allow it (docs/operations.md, Security).
+   */
+  namespace: string;
 }
 
 export interface GetRunRequest {
@@ -48,6 +53,8 @@ export interface GetRunRequest {
 }
 
 export interface ListRunsRequest {
+  /** Only runs of this namespace; every namespace the caller may read when empty. */
+  namespace: string;
 }
 
 export interface ListRunsResponse {
@@ -66,7 +73,11 @@ export interface WatchRunRequest {
 export interface Run {
   id: string;
   spec: { [key: string]: any } | undefined;
-  status: RunStatus | undefined;
+  status:
+    | RunStatus
+    | undefined;
+  /** The namespace the run belongs to. */
+  namespace: string;
 }
 
 export interface RunStatus {
@@ -219,7 +230,7 @@ export const ScaleRunRequest: MessageFns<ScaleRunRequest> = {
 };
 
 function createBaseSubmitRunRequest(): SubmitRunRequest {
-  return { spec: undefined, runId: "" };
+  return { spec: undefined, runId: "", namespace: "" };
 }
 
 export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
@@ -229,6 +240,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     }
     if (message.runId !== "") {
       writer.uint32(18).string(message.runId);
+    }
+    if (message.namespace !== "") {
+      writer.uint32(26).string(message.namespace);
     }
     return writer;
   },
@@ -262,6 +276,14 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -282,6 +304,7 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
     };
   },
 
@@ -293,6 +316,9 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
     return obj;
   },
 
@@ -303,6 +329,7 @@ export const SubmitRunRequest: MessageFns<SubmitRunRequest> = {
     const message = createBaseSubmitRunRequest();
     message.spec = object.spec ?? undefined;
     message.runId = object.runId ?? "";
+    message.namespace = object.namespace ?? "";
     return message;
   },
 };
@@ -381,11 +408,14 @@ export const GetRunRequest: MessageFns<GetRunRequest> = {
 };
 
 function createBaseListRunsRequest(): ListRunsRequest {
-  return {};
+  return { namespace: "" };
 }
 
 export const ListRunsRequest: MessageFns<ListRunsRequest> = {
-  encode(_: ListRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.namespace !== "") {
+      writer.uint32(10).string(message.namespace);
+    }
     return writer;
   },
 
@@ -402,6 +432,14 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -414,20 +452,24 @@ export const ListRunsRequest: MessageFns<ListRunsRequest> = {
     }
   },
 
-  fromJSON(_: any): ListRunsRequest {
-    return {};
+  fromJSON(object: any): ListRunsRequest {
+    return { namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "" };
   },
 
-  toJSON(_: ListRunsRequest): unknown {
+  toJSON(message: ListRunsRequest): unknown {
     const obj: any = {};
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
     return obj;
   },
 
   create(base?: DeepPartial<ListRunsRequest>): ListRunsRequest {
     return ListRunsRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<ListRunsRequest>): ListRunsRequest {
+  fromPartial(object: DeepPartial<ListRunsRequest>): ListRunsRequest {
     const message = createBaseListRunsRequest();
+    message.namespace = object.namespace ?? "";
     return message;
   },
 };
@@ -662,7 +704,7 @@ export const WatchRunRequest: MessageFns<WatchRunRequest> = {
 };
 
 function createBaseRun(): Run {
-  return { id: "", spec: undefined, status: undefined };
+  return { id: "", spec: undefined, status: undefined, namespace: "" };
 }
 
 export const Run: MessageFns<Run> = {
@@ -675,6 +717,9 @@ export const Run: MessageFns<Run> = {
     }
     if (message.status !== undefined) {
       RunStatus.encode(message.status, writer.uint32(26).fork()).join();
+    }
+    if (message.namespace !== "") {
+      writer.uint32(34).string(message.namespace);
     }
     return writer;
   },
@@ -716,6 +761,14 @@ export const Run: MessageFns<Run> = {
             message.status = RunStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -733,6 +786,7 @@ export const Run: MessageFns<Run> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       spec: isObject(object.spec) ? object.spec : undefined,
       status: isSet(object.status) ? RunStatus.fromJSON(object.status) : undefined,
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
     };
   },
 
@@ -747,6 +801,9 @@ export const Run: MessageFns<Run> = {
     if (message.status !== undefined) {
       obj.status = RunStatus.toJSON(message.status);
     }
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
     return obj;
   },
 
@@ -760,6 +817,7 @@ export const Run: MessageFns<Run> = {
     message.status = (object.status !== undefined && object.status !== null)
       ? RunStatus.fromPartial(object.status)
       : undefined;
+    message.namespace = object.namespace ?? "";
     return message;
   },
 };

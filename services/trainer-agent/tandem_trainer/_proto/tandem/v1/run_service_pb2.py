@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btandem/v1/run_service.proto\x12\ttandem.v1\x1a\x1cgoogle/protobuf/struct.proto\"5\n\x0fScaleRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ngenerators\x18\x02 \x01(\r\"I\n\x10SubmitRunRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x11\n\x0fListRunsRequest\"0\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.tandem.v1.Run\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"^\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12$\n\x06status\x18\x03 \x01(\x0b\x32\x14.tandem.v1.RunStatus\"\xe2\x02\n\tRunStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0ctrainer_step\x18\x03 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x03\x12\x11\n\tmax_steps\x18\x05 \x01(\x03\x12!\n\x06ledger\x18\x06 \x01(\x0b\x32\x11.tandem.v1.Ledger\x12\x13\n\x0bqueue_depth\x18\x07 \x01(\x03\x12\x11\n\tin_flight\x18\x08 \x01(\x03\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x12\n\nupdated_at\x18\n \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\t\x12.\n\ngenerators\x18\x0c \x01(\x0b\x32\x1a.tandem.v1.GeneratorCounts\x12\x1d\n\x15min_generator_version\x18\r \x01(\x03\x12\x1d\n\x15max_generator_version\x18\x0e \x01(\x03\"f\n\x0fGeneratorCounts\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\r\x12\x0f\n\x07joining\x18\x02 \x01(\r\x12\r\n\x05ready\x18\x03 \x01(\r\x12\x0f\n\x07syncing\x18\x04 \x01(\r\x12\x11\n\tunhealthy\x18\x05 \x01(\r\"\x94\x01\n\x06Ledger\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\x03\x12\x0f\n\x07trained\x18\x02 \x01(\x03\x12\x15\n\rdropped_stale\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x11\n\tcancelled\x18\x05 \x01(\x03\x12\x16\n\x0etokens_trained\x18\x06 \x01(\x03\x12\x15\n\rtokens_wasted\x18\x07 \x01(\x03\"N\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0b\x32\x14.tandem.v1.RunStatus2\xf0\x02\n\nRunService\x12\x38\n\tSubmitRun\x12\x1b.tandem.v1.SubmitRunRequest\x1a\x0e.tandem.v1.Run\x12\x32\n\x06GetRun\x12\x18.tandem.v1.GetRunRequest\x1a\x0e.tandem.v1.Run\x12\x43\n\x08ListRuns\x12\x1a.tandem.v1.ListRunsRequest\x1a\x1b.tandem.v1.ListRunsResponse\x12\x38\n\tCancelRun\x12\x1b.tandem.v1.CancelRunRequest\x1a\x0e.tandem.v1.Run\x12=\n\x08WatchRun\x12\x1a.tandem.v1.WatchRunRequest\x1a\x13.tandem.v1.RunEvent0\x01\x12\x36\n\x08ScaleRun\x12\x1a.tandem.v1.ScaleRunRequest\x1a\x0e.tandem.v1.Runb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btandem/v1/run_service.proto\x12\ttandem.v1\x1a\x1cgoogle/protobuf/struct.proto\"5\n\x0fScaleRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ngenerators\x18\x02 \x01(\r\"\\\n\x10SubmitRunRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"$\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"0\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.tandem.v1.Run\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"q\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12$\n\x06status\x18\x03 \x01(\x0b\x32\x14.tandem.v1.RunStatus\x12\x11\n\tnamespace\x18\x04 \x01(\t\"\xe2\x02\n\tRunStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0ctrainer_step\x18\x03 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x03\x12\x11\n\tmax_steps\x18\x05 \x01(\x03\x12!\n\x06ledger\x18\x06 \x01(\x0b\x32\x11.tandem.v1.Ledger\x12\x13\n\x0bqueue_depth\x18\x07 \x01(\x03\x12\x11\n\tin_flight\x18\x08 \x01(\x03\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x12\n\nupdated_at\x18\n \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\t\x12.\n\ngenerators\x18\x0c \x01(\x0b\x32\x1a.tandem.v1.GeneratorCounts\x12\x1d\n\x15min_generator_version\x18\r \x01(\x03\x12\x1d\n\x15max_generator_version\x18\x0e \x01(\x03\"f\n\x0fGeneratorCounts\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\r\x12\x0f\n\x07joining\x18\x02 \x01(\r\x12\r\n\x05ready\x18\x03 \x01(\r\x12\x0f\n\x07syncing\x18\x04 \x01(\r\x12\x11\n\tunhealthy\x18\x05 \x01(\r\"\x94\x01\n\x06Ledger\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\x03\x12\x0f\n\x07trained\x18\x02 \x01(\x03\x12\x15\n\rdropped_stale\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x11\n\tcancelled\x18\x05 \x01(\x03\x12\x16\n\x0etokens_trained\x18\x06 \x01(\x03\x12\x15\n\rtokens_wasted\x18\x07 \x01(\x03\"N\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0b\x32\x14.tandem.v1.RunStatus2\xf0\x02\n\nRunService\x12\x38\n\tSubmitRun\x12\x1b.tandem.v1.SubmitRunRequest\x1a\x0e.tandem.v1.Run\x12\x32\n\x06GetRun\x12\x18.tandem.v1.GetRunRequest\x1a\x0e.tandem.v1.Run\x12\x43\n\x08ListRuns\x12\x1a.tandem.v1.ListRunsRequest\x1a\x1b.tandem.v1.ListRunsResponse\x12\x38\n\tCancelRun\x12\x1b.tandem.v1.CancelRunRequest\x1a\x0e.tandem.v1.Run\x12=\n\x08WatchRun\x12\x1a.tandem.v1.WatchRunRequest\x1a\x13.tandem.v1.RunEvent0\x01\x12\x36\n\x08ScaleRun\x12\x1a.tandem.v1.ScaleRunRequest\x1a\x0e.tandem.v1.Runb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tandem.v1.run_service_pb2', globals())
@@ -24,27 +24,27 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _SCALERUNREQUEST._serialized_start=72
   _SCALERUNREQUEST._serialized_end=125
   _SUBMITRUNREQUEST._serialized_start=127
-  _SUBMITRUNREQUEST._serialized_end=200
-  _GETRUNREQUEST._serialized_start=202
-  _GETRUNREQUEST._serialized_end=233
-  _LISTRUNSREQUEST._serialized_start=235
-  _LISTRUNSREQUEST._serialized_end=252
-  _LISTRUNSRESPONSE._serialized_start=254
-  _LISTRUNSRESPONSE._serialized_end=302
-  _CANCELRUNREQUEST._serialized_start=304
-  _CANCELRUNREQUEST._serialized_end=354
-  _WATCHRUNREQUEST._serialized_start=356
-  _WATCHRUNREQUEST._serialized_end=389
-  _RUN._serialized_start=391
-  _RUN._serialized_end=485
-  _RUNSTATUS._serialized_start=488
-  _RUNSTATUS._serialized_end=842
-  _GENERATORCOUNTS._serialized_start=844
-  _GENERATORCOUNTS._serialized_end=946
-  _LEDGER._serialized_start=949
-  _LEDGER._serialized_end=1097
-  _RUNEVENT._serialized_start=1099
-  _RUNEVENT._serialized_end=1177
-  _RUNSERVICE._serialized_start=1180
-  _RUNSERVICE._serialized_end=1548
+  _SUBMITRUNREQUEST._serialized_end=219
+  _GETRUNREQUEST._serialized_start=221
+  _GETRUNREQUEST._serialized_end=252
+  _LISTRUNSREQUEST._serialized_start=254
+  _LISTRUNSREQUEST._serialized_end=290
+  _LISTRUNSRESPONSE._serialized_start=292
+  _LISTRUNSRESPONSE._serialized_end=340
+  _CANCELRUNREQUEST._serialized_start=342
+  _CANCELRUNREQUEST._serialized_end=392
+  _WATCHRUNREQUEST._serialized_start=394
+  _WATCHRUNREQUEST._serialized_end=427
+  _RUN._serialized_start=429
+  _RUN._serialized_end=542
+  _RUNSTATUS._serialized_start=545
+  _RUNSTATUS._serialized_end=899
+  _GENERATORCOUNTS._serialized_start=901
+  _GENERATORCOUNTS._serialized_end=1003
+  _LEDGER._serialized_start=1006
+  _LEDGER._serialized_end=1154
+  _RUNEVENT._serialized_start=1156
+  _RUNEVENT._serialized_end=1234
+  _RUNSERVICE._serialized_start=1237
+  _RUNSERVICE._serialized_end=1605
 # @@protoc_insertion_point(module_scope)

@@ -53,8 +53,10 @@ class Ledger(_message.Message):
     def __init__(self, admitted: _Optional[int] = ..., trained: _Optional[int] = ..., dropped_stale: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., tokens_trained: _Optional[int] = ..., tokens_wasted: _Optional[int] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = []
-    def __init__(self) -> None: ...
+    __slots__ = ["namespace"]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ["runs"]
@@ -63,14 +65,16 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ["id", "spec", "status"]
+    __slots__ = ["id", "namespace", "spec", "status"]
     ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
+    namespace: str
     spec: _struct_pb2.Struct
     status: RunStatus
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[RunStatus, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[RunStatus, _Mapping]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ["run_id", "status", "type"]
@@ -123,12 +127,14 @@ class ScaleRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., generators: _Optional[int] = ...) -> None: ...
 
 class SubmitRunRequest(_message.Message):
-    __slots__ = ["run_id", "spec"]
+    __slots__ = ["namespace", "run_id", "spec"]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
     run_id: str
     spec: _struct_pb2.Struct
-    def __init__(self, spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., run_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class WatchRunRequest(_message.Message):
     __slots__ = ["run_id"]

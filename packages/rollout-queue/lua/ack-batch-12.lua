@@ -3,12 +3,14 @@
   policy version. Acking a step that is already trained is a no-op
   (idempotent retry after a lost reply); no group is ever trained twice.
 
-  KEYS[1..10]  as in admit-10.lua
+  KEYS[1..10]  as in admit-11.lua
   KEYS[11]     batch:<s>
+  KEYS[12]     fence
   ARGV[1]      events channel
   ARGV[2]      step s
   ARGV[3]      "1" to publish s + 1 as the generators' policy version too
                (no weight-sync coordinator: generators follow the trainer)
+  ARGV[4]      the caller's fencing token, or ''
 
   Returns
     {1, trainerStep, groupsTrained}   acked
@@ -18,9 +20,16 @@
     -8                                no batch was served for step s
     -10                               a group of the batch was not in state served
 
+  Fencing: KEYS[12] is the run's fence (the highest leader token that took the
+  run over) and ARGV[4] the caller's token; a token below the fence is refused
+  with -12 before anything is read or written. An empty token skips the check
+  (leader election off).
+
   Every script returns -11 when the run has no queue (never created or deleted).
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
+-- Fencing: a deposed control-plane leader (token below the run's fence) changes nothing.
+if ARGV[4] ~= '' and tonumber(ARGV[4]) < tonumber(redis.call('GET', KEYS[12]) or '0') then return -12 end
 local meta = KEYS[1]
 local s = tonumber(ARGV[2])
 local trainerStep = tonumber(redis.call('HGET', meta, 'trainerStep'))

@@ -4,10 +4,12 @@
   way are dropped (reason stale) and their slots freed for new admissions.
   A batch served before and never acked is served again unchanged.
 
-  KEYS[1..10]  as in admit-10.lua
+  KEYS[1..10]  as in admit-11.lua
   KEYS[11]     batch:<s>  list of the groupIds served for step s
+  KEYS[12]     fence
   ARGV[1]      events channel
   ARGV[2]      step s
+  ARGV[3]      the caller's fencing token, or ''
 
   The payloads are not in the reply: the caller reads them with HMGET
   (returning ~64 KiB groups through Lua copies each one twice, which cost
@@ -24,9 +26,16 @@
     -6   step s was already trained
     -7   step s is ahead of the trainer (the previous batch is not acked)
 
+  Fencing: KEYS[12] is the run's fence (the highest leader token that took the
+  run over) and ARGV[3] the caller's token; a token below the fence is refused
+  with -12 before anything is read or written. An empty token skips the check
+  (leader election off).
+
   Every script returns -11 when the run has no queue (never created or deleted).
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
+-- Fencing: a deposed control-plane leader (token below the run's fence) changes nothing.
+if ARGV[3] ~= '' and tonumber(ARGV[3]) < tonumber(redis.call('GET', KEYS[12]) or '0') then return -12 end
 local meta = KEYS[1]
 local s = tonumber(ARGV[2])
 local trainerStep = tonumber(redis.call('HGET', meta, 'trainerStep'))

@@ -19,8 +19,10 @@
   KEYS[8]  ledger    hash: outcome counters
   KEYS[9]  gprompt   hash: groupId -> promptId
   KEYS[10] retry     list: promptIds to admit again
+  KEYS[11] fence     string: the run's fencing token (see below)
 
   ARGV[1]  events channel
+  ARGV[2]  the caller's fencing token, or '' (see below)
 
   The group id is the next value of meta.groupSeq. The prompt is the head of
   the retry list when there is one (a prompt whose group was cancelled), else
@@ -33,9 +35,16 @@
     -1                    run is not open (cancelled / failed)
     -2                    run is complete (trainerStep >= maxSteps)
 
+  Fencing: KEYS[11] is the run's fence (the highest leader token that took the
+  run over) and ARGV[2] the caller's token; a token below the fence is refused
+  with -12 before anything is read or written. An empty token skips the check
+  (leader election off).
+
   Every script returns -11 when the run has no queue (never created or deleted).
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
+-- Fencing: a deposed control-plane leader (token below the run's fence) changes nothing.
+if ARGV[2] ~= '' and tonumber(ARGV[2]) < tonumber(redis.call('GET', KEYS[11]) or '0') then return -12 end
 local meta = KEYS[1]
 local state = redis.call('HGET', meta, 'state')
 if state ~= 'open' then

@@ -3,16 +3,25 @@
   is in flight, finished or served-but-unacked ends as cancelled, so the
   ledger balances. Closing an already closed or complete run is a no-op.
 
-  KEYS[1..10]  as in admit-10.lua
+  KEYS[1..10]  as in admit-11.lua
   KEYS[11]     batch:<trainerStep> (the served, unacked batch, if any)
+  KEYS[12]     fence
   ARGV[1]      events channel
   ARGV[2]      new state: "cancelled" | "failed"
+  ARGV[3]      the caller's fencing token, or ''
 
   Returns {1, groupsCancelled} or {0, 0} when the run was not open.
+
+  Fencing: KEYS[12] is the run's fence (the highest leader token that took the
+  run over) and ARGV[3] the caller's token; a token below the fence is refused
+  with -12 before anything is read or written. An empty token skips the check
+  (leader election off).
 
   Every script returns -11 when the run has no queue (never created or deleted).
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
+-- Fencing: a deposed control-plane leader (token below the run's fence) changes nothing.
+if ARGV[3] ~= '' and tonumber(ARGV[3]) < tonumber(redis.call('GET', KEYS[12]) or '0') then return -12 end
 local meta = KEYS[1]
 if redis.call('HGET', meta, 'state') ~= 'open' then return {0, 0} end
 local ids = {}

@@ -1,0 +1,32 @@
+import type { ChaosReport } from './run-chaos.js';
+
+/** The suite's outcome as a text table, one row per scenario, then the faults and problems. */
+export function formatChaosTable(report: ChaosReport): string {
+  const header = ['scenario', 'result', 'phase', 'admitted', 'trained', 'dropped', 'failed', 'cancelled', 'lost', 'dup', 'stale', 'restarts', 'secs'];
+  const rows = report.scenarios.map((s) => [
+    s.name,
+    s.passed ? 'passed' : 'FAILED',
+    s.phase,
+    String(s.admitted),
+    String(s.trained),
+    String(s.droppedStale),
+    String(s.failed),
+    String(s.cancelled),
+    String(s.lost),
+    String(s.duplicated),
+    String(s.staleTrained),
+    Object.entries(s.restarts).map(([role, n]) => `${role} ${n}`).join(', ') || '-',
+    s.wallSeconds.toFixed(1),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  let out = `chaos suite (${report.mode}, seed ${report.seed}; simulated generators and trainer)\n`;
+  out += `${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`;
+  out += rows.map((r) => `${line(r)}\n`).join('');
+  for (const s of report.scenarios) {
+    for (const f of s.faults) out += `  ${s.name}: ${f}\n`;
+    for (const p of s.problems) out += `  ${s.name}: problem: ${p}\n`;
+  }
+  out += report.passed ? 'all scenarios passed\n' : 'some scenarios FAILED\n';
+  return out;
+}

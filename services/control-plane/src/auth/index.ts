@@ -1,0 +1,11 @@
+export { ApiAuth, type ApiAuthOptions } from './api-auth.js';
+export { AuthenticatorChain, bearerToken, unauthenticated, type Authenticator } from './authenticator.js';
+export { ANONYMOUS_ADMIN, ROLES, allows, authorize, type Access, type Principal, type Role } from './principal.js';
+export { RunAccess } from './run-access.js';
+export { RunCredentials } from './run-credentials.js';
+export { RunRedisUsers, withCredentials, type RunRedisUsersMode } from './redis-run-users.js';
+export { TOKENREVIEW, TokenReviewAuthenticator, principalOf } from './token-review.js';
+export { TokensFile, TokensFileAuthenticator, parseTokensFile, tokenDigest } from './tokens-file.js';
+export { grpcClientCredentials, grpcServerCredentials, loadKeyPair, readPem, type TlsKeyPair } from './tls.js';
+export { SecurityEnv, isLoopback, loadSecurityConfig, type SecurityConfig } from './security-config.js';
+export { Security, type IssuedRunCredentials, type SecurityDeps } from './security.js';
