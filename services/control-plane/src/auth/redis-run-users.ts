@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { ErrorCode, TandemError, type Logger } from '@tandem/common';
+import { isRedisCluster, withRedisCredentials } from '@tandem/rollout-queue';
 
 /** Whether per-run Redis users are made: `auto` falls back to the shared URL (logged) when Redis refuses ACL commands. */
 export type RunRedisUsersMode = 'auto' | 'required' | 'off';
@@ -108,7 +109,7 @@ export class RunRedisUsers {
     if (this.options.mode === 'off' || this.unsupported) return;
     this.live.delete(runId);
     try {
-      await this.options.redis.call('ACL', 'DELUSER', this.username(runId));
+      await this.acl('DELUSER', this.username(runId));
       await this.saveAcl();
     } catch (err) {
       this.options.log.warn({ runId, reason: TandemError.from(err).message }, 'could not delete the run\'s Redis user');
@@ -117,7 +118,7 @@ export class RunRedisUsers {
 
   private async setUser(runId: string, password: string): Promise<void> {
     const base = `${this.options.keyPrefix}:{${runId}}`;
-    await this.options.redis.call('ACL', 'SETUSER', this.username(runId), 'reset', 'on', `>${password}`, `~${base}:*`, `&${base}:*`, ...COMMAND_RULES);
+    await this.acl('SETUSER', this.username(runId), 'reset', 'on', `>${password}`, `~${base}:*`, `&${base}:*`, ...COMMAND_RULES);
     await this.saveAcl();
   }
 
@@ -138,16 +139,27 @@ export class RunRedisUsers {
     }
   }
 
+  /**
+   * An ACL command. Redis keeps ACL users per node and does not replicate
+   * them: on a Redis Cluster the command goes to every node, replicas
+   * included (a replica promoted by a failover must know the users).
+   */
+  private async acl(...args: string[]): Promise<void> {
+    const redis = this.options.redis;
+    if (isRedisCluster(redis)) {
+      await Promise.all(redis.nodes('all').map((node) => node.call('ACL', ...args)));
+      return;
+    }
+    await redis.call('ACL', ...args);
+  }
+
   /** Persists users when Redis has an `aclfile`; without one Redis refuses, which is fine (see reapply). */
   private async saveAcl(): Promise<void> {
-    await this.options.redis.call('ACL', 'SAVE').catch(() => undefined);
+    await this.acl('SAVE').catch(() => undefined);
   }
 }
 
 /** `url` with its user and password replaced. */
 export function withCredentials(url: string, username: string, password: string): string {
-  const u = new URL(url);
-  u.username = encodeURIComponent(username);
-  u.password = encodeURIComponent(password);
-  return u.toString();
+  return withRedisCredentials(url, username, password);
 }
