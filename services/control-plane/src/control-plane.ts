@@ -9,7 +9,7 @@ import { RunManager } from './runs/run-manager.js';
 import { TrainerBroker } from './broker/trainer-broker.js';
 import { TrainerSessions } from './broker/trainer-sessions.js';
 import { createHttpApi, boundPort } from './api/http-server.js';
-import { runServiceHandlers } from './api/run-service-grpc.js';
+import { authorizationOf, runServiceHandlers } from './api/run-service-grpc.js';
 import { withDecodeErrors } from './api/grpc-errors.js';
 import { trainerServiceDefinition, trainerServiceHandlers } from './api/trainer-service-grpc.js';
 import { WeightSyncManager } from './sync/weight-sync-manager.js';
@@ -213,7 +213,7 @@ export class ControlPlane {
     this.grpc = new GrpcServer({ 'grpc.max_receive_message_length': config.maxGrpcMessageBytes });
     // A standby serves reads; everything else answers UNAVAILABLE naming the leader.
     // Requests that do not decode are INVALID_ARGUMENT (withDecodeErrors).
-    const runService = withDecodeErrors(RunServiceService, guardService(RunServiceService, runServiceHandlers(this.runs, this.security.api), this.gate, RUN_SERVICE_READS));
+    const runService = withDecodeErrors(RunServiceService, guardService(RunServiceService, runServiceHandlers(this.runs, this.security.api), this.gate, RUN_SERVICE_READS, (metadata) => this.security.api.principal(authorizationOf(metadata))));
     this.grpc.addService(runService.definition, runService.handlers);
     const trainerService = withDecodeErrors(
       trainerServiceDefinition,

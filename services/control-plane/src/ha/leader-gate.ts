@@ -1,4 +1,4 @@
-import type { ServiceDefinition, UntypedHandleCall, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js';
+import type { Metadata, ServiceDefinition, UntypedHandleCall, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js';
 import { ErrorCode, TandemError } from '@tandem/common';
 import { toGrpcError } from '../api/grpc-errors.js';
 import type { LeaderInfo } from './redis-leader-lock.js';
@@ -36,7 +36,7 @@ export async function assertLeader(gate: LeaderGate): Promise<void> {
 }
 
 /** What every server call is: streams report an error by emitting it (grpc-js then ends the call with that status). */
-type AnyCall = { emit(event: 'error', err: unknown): boolean };
+type AnyCall = { emit(event: 'error', err: unknown): boolean; metadata: Metadata };
 
 /**
  * Wraps a gRPC service's handlers so that, on a standby, every method not
@@ -49,6 +49,11 @@ export function guardService(
   handlers: UntypedServiceImplementation,
   gate: LeaderGate,
   readOnly: ReadonlySet<string> = new Set(),
+  /**
+   * Runs on a standby before it names the leader (authentication: a caller
+   * without valid credentials learns nothing, not even where the leader is).
+   */
+  preflight?: (metadata: Metadata) => Promise<unknown>,
 ): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers)) {
@@ -64,14 +69,15 @@ export function guardService(
         (handler as (c: AnyCall, cb?: sendUnaryData<unknown>) => void)(call, callback);
         return;
       }
-      void gate
-        .leader()
-        .catch(() => undefined)
-        .then((leader) => {
-          const err = toGrpcError(notLeaderError(leader));
-          if ((unary || clientStreaming) && callback) callback(err);
-          else call.emit('error', err);
-        });
+      const answer = (error: TandemError): void => {
+        const err = toGrpcError(error);
+        if ((unary || clientStreaming) && callback) callback(err);
+        else call.emit('error', err);
+      };
+      void Promise.resolve(preflight?.(call.metadata))
+        .then(async () => notLeaderError(await gate.leader().catch(() => undefined)))
+        .catch((err: unknown) => TandemError.from(err))
+        .then(answer);
     };
     out[name] = guarded as UntypedHandleCall;
   }
