@@ -146,6 +146,7 @@ export class ControlPlane {
       clock,
       log: deps.log,
       keyPrefix: config.keyPrefix,
+      datasetFiles: { dirsRequired: config.security.authEnabled, ...(config.security.datasetDirs ? { dirs: config.security.datasetDirs } : {}) },
       ...(runtime ? { runtime } : {}),
       ...(this.kubernetes ? { declarations: this.kubernetes.declarations, fixedNamespace: this.kubernetes.namespace } : {}),
       onWorkloadsStopped: (runId) => this.security.release(runId),

@@ -28,6 +28,16 @@ export const SecurityEnv = z.object({
   TANDEM_TLS_CA_FILE: file,
   /** Per-run Redis ACL users for rollout workers: auto (fall back when Redis refuses ACL), required, off. @default auto */
   TANDEM_REDIS_RUN_USERS: z.enum(['auto', 'required', 'off']).default('auto'),
+  /**
+   * Directories (absolute, ':'-separated) that `dataset.source: jsonl` runs
+   * may read from the control plane's filesystem. Unset: anywhere while
+   * authentication is off, nowhere while it is on.
+   */
+  TANDEM_DATASET_DIRS: z
+    .string()
+    .optional()
+    .transform((v) => v?.split(':').filter((d) => d !== ''))
+    .refine((dirs) => dirs === undefined || dirs.every((d) => d.startsWith('/')), 'must be absolute directories separated by ":"'),
 });
 
 /** Resolved security settings. */
@@ -42,6 +52,8 @@ export interface SecurityConfig {
   metricsRequireAuth: boolean;
   tls?: { certFile: string; keyFile: string; caFile?: string };
   redisRunUsers: RunRedisUsersMode;
+  /** Where jsonl datasets may be read from (undefined: anywhere without auth, nowhere with it). */
+  datasetDirs?: string[];
 }
 
 /** Whether `host` only accepts connections from this machine. */
@@ -82,5 +94,6 @@ export function loadSecurityConfig(env: Record<string, string | undefined>, cont
       ? { tls: { certFile: e.TANDEM_TLS_CERT_FILE, keyFile: e.TANDEM_TLS_KEY_FILE, ...(e.TANDEM_TLS_CA_FILE === undefined ? {} : { caFile: e.TANDEM_TLS_CA_FILE }) } }
       : {}),
     redisRunUsers: e.TANDEM_REDIS_RUN_USERS,
+    ...(e.TANDEM_DATASET_DIRS?.length ? { datasetDirs: e.TANDEM_DATASET_DIRS } : {}),
   };
 }

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { sep } from 'node:path';
 import { ErrorCode, TandemError } from '@tandem/common';
 import { MAX_PROMPT_CHARS, type RunSpec } from '@tandem/run-spec';
 
@@ -14,6 +15,46 @@ export interface PromptSource {
   readonly size: number;
   /** The prompt of draw `n` (n ≥ 0); the dataset cycles. */
   get(n: number): Prompt;
+}
+
+/**
+ * Which files a `jsonl` dataset may name on the control plane's filesystem:
+ * those under `dirs`; with no `dirs`, any file unless `dirsRequired`.
+ */
+export interface DatasetFilePolicy {
+  dirs?: readonly string[];
+  dirsRequired: boolean;
+}
+
+/**
+ * Refuses a `jsonl` path outside the policy's directories (after resolving
+ * symlinks and `..`), so that an API caller cannot make the control plane
+ * read arbitrary files.
+ */
+export function checkDatasetPath(path: string, policy: DatasetFilePolicy): void {
+  const refuse = (message: string): never => {
+    throw TandemError.invalid('dataset', [{ path: 'dataset.path', message }]);
+  };
+  if (!policy.dirs || policy.dirs.length === 0) {
+    if (policy.dirsRequired) refuse('reading files on the control plane is off while authentication is on: set TANDEM_DATASET_DIRS to the directories that datasets may come from');
+    return;
+  }
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return refuse(`${path} cannot be read`);
+  }
+  const inside = policy.dirs.some((dir) => {
+    let root: string;
+    try {
+      root = realpathSync(dir);
+    } catch {
+      return false;
+    }
+    return real.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
+  });
+  if (!inside) refuse(`${path} is outside the directories datasets may be read from (TANDEM_DATASET_DIRS: ${policy.dirs.join(':')})`);
 }
 
 /** Builds the prompt source a run spec names. */

@@ -3,7 +3,7 @@ import { ErrorCode, TandemError, type Clock, type Logger } from '@tandem/common'
 import { isValidRunId, parseRunSpec, queueCapacityGroups, type RunSpec } from '@tandem/run-spec';
 import type { JournalEntryType, QueueSnapshot, RolloutStore, RunJournalEntry } from '@tandem/rollout-queue';
 import { Admitter } from './admitter.js';
-import { promptSourceFor } from './prompt-source.js';
+import { checkDatasetPath, promptSourceFor, type DatasetFilePolicy } from './prompt-source.js';
 import { RunRecordStore, TERMINAL_PHASES, type RunPhase, type RunRecord } from '@tandem/rollout-queue';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 import type { DeclaredRun, RunDeclarations, RunRuntime } from '../runtime/run-runtime.js';
@@ -43,6 +43,8 @@ export interface RunManagerDeps {
   clock: Clock;
   log: Logger;
   keyPrefix: string;
+  /** Which files a submitted `jsonl` dataset may name (TANDEM_DATASET_DIRS); unchecked when omitted. */
+  datasetFiles?: DatasetFilePolicy;
   /** Starts workloads; none means everything is external. */
   runtime?: RunRuntime;
   /** Called once when a run reaches a terminal phase (stop its weight sync). */
@@ -101,6 +103,7 @@ export class RunManager {
     }
     const namespace = this.namespaceOf(input.namespace);
     // Build the prompt source before accepting, so a bad dataset is a 400.
+    if (spec.dataset.source === 'jsonl' && this.deps.datasetFiles) checkDatasetPath(spec.dataset.path, this.deps.datasetFiles);
     promptSourceFor(spec.dataset);
     const id = input.runId || `run-${randomBytes(4).toString('hex')}`;
     if (declarations) {
@@ -118,6 +121,8 @@ export class RunManager {
    * none — a new leader taking over). The kubernetes reconciler calls this.
    */
   async accept(id: string, spec: RunSpec, namespace?: string): Promise<{ run: RunView; created: boolean }> {
+    // A new run (from the API or an RLRun) may read only the dataset files allowed.
+    if (spec.dataset.source === 'jsonl' && this.deps.datasetFiles && !(await this.records.get(id))) checkDatasetPath(spec.dataset.path, this.deps.datasetFiles);
     const now = new Date(this.deps.clock.now()).toISOString();
     const record: RunRecord = { id, namespace: namespace ?? this.deps.fixedNamespace ?? DEFAULT_NAMESPACE, spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' };
     if (!(await this.records.create(record))) {
