@@ -215,6 +215,8 @@ async function runOnce(plane, timings, c, k, cfg) {
     // Step-to-step spread: with k = 1 a slow batch cannot be absorbed by a queue of ready ones.
     stdTrainSecondsPerStep: round(std(trains), 3),
     stdGenerateSecondsPerStep: round(std(gens), 3),
+    // The trainer's wait for each batch (ack of s − 1 → batch s served), steps 1..n−1.
+    generateSecondsByStep: gens.map((g) => round(g, 3)),
     trainerIdleRatio: round(Math.max(0, 1 - trainSum / steady), 3),
     generatorIdleRatio: round(1 - busyRatio(busy, windowStart, windowEnd), 3),
     groupsTrained: l.trained,

@@ -1,9 +1,11 @@
 /**
  * The chaos suite in quick mode: for each scenario its own Redis (AOF on,
  * appendfsync everysec), an in-process control plane with the local
- * runtime and a simulated run with 3 generators and 2 rollout workers; at a
- * seeded moment a process is killed with SIGKILL (or Redis is restarted,
- * briefly or for longer than a client retries one command);
+ * runtime (for kill-leader: a leader and a standby control-plane replica as
+ * processes, leader election over Redis) and a simulated run with 3
+ * generators and 2 rollout workers; at a seeded moment a process is killed
+ * with SIGKILL (or Redis is restarted, briefly or for longer than a client
+ * retries one command, or the control-plane leader is killed);
  * the run must still succeed, and the audit of Redis's ledger against the
  * trainer's own record of what it trained must find nothing lost, nothing
  * trained twice and nothing older than k trained. The seed is fixed so a
@@ -29,9 +31,18 @@ describe('chaos suite (quick)', () => {
       expect(outcome?.faults[0]).not.toMatch(/^after step \d+: no live/);
       expect(outcome?.trained).toBeGreaterThan(0);
       expect(outcome?.admitted).toBe((outcome?.trained ?? 0) + (outcome?.droppedStale ?? 0) + (outcome?.failed ?? 0) + (outcome?.cancelled ?? 0));
-      if (scenario.name.startsWith('kill-')) {
+      if (scenario.controlPlane === 'replicas') {
+        // kill-leader: exactly one takeover for the one fault, timed; the
+        // killed leader's processes died with it and the new leader started
+        // the run's processes afresh, so no role counts a restart.
+        expect(outcome?.takeovers).toBe(1);
+        expect(outcome?.failovers).toHaveLength(1);
+        expect(outcome?.failovers[0]?.firstStepMs).not.toBeNull();
+        expect(outcome?.restarts).toEqual({});
+      } else if (scenario.name.startsWith('kill-')) {
         const role = scenario.name.slice('kill-'.length);
         expect(outcome?.restarts[role]).toBe(1);
+        expect(outcome?.takeovers).toBe(0);
       } else {
         // Redis going away is no reason for any process to exit.
         expect(outcome?.restarts).toEqual({});

@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '@tandem/common';
-import { ControlPlane, loadConfig } from '@tandem/control-plane';
-import { runKeys } from '@tandem/rollout-queue';
+import type { ControlPlane } from '@tandem/control-plane';
+import { runKeys, type RolloutStore } from '@tandem/rollout-queue';
+import { InProcessDeployment, ReplicaDeployment, type ChaosDeployment } from './chaos-deployment.js';
 import { CHAOS_MAX_AGE_STEPS, CHAOS_MODES, chaosRunSpec, type ChaosMode } from './chaos-spec.js';
 import { auditLedger, readTrainedRecord, type LedgerAudit } from './ledger-audit.js';
 import { createPrng, type Prng } from './prng.js';
@@ -36,9 +37,25 @@ export interface ScenarioOutcome extends Omit<LedgerAudit, 'problems'> {
   faults: string[];
   /** Process restarts by role, as the local runtime counted them. */
   restarts: Record<string, number>;
+  /** Leader-election takeovers (scenarios with control-plane replicas; 0 otherwise). */
+  takeovers: number;
+  /** Each leader kill's failover, in ms from the kill (scenarios with control-plane replicas). */
+  failovers: FailoverTiming[];
   wallSeconds: number;
   /** Why it did not pass (empty when it passed). */
   problems: string[];
+}
+
+/** How long one failover took, each time measured from the kill -9 of the leader. */
+export interface FailoverTiming {
+  /** The trainer step just before the kill. */
+  atStep: number;
+  /** Until the standby held the leader lock (bounded below by the lease). */
+  leadingMs: number;
+  /** Until the standby had taken the open runs over (their processes started again). */
+  resumedMs: number;
+  /** Until the first step trained after the kill; null if none was. */
+  firstStepMs: number | null;
 }
 
 /** The suite's result (`tandem chaos --json`). */
@@ -56,7 +73,9 @@ const POLL_MS = 100;
 
 /**
  * Runs the chaos suite: each scenario gets its own redis-server (AOF on),
- * an in-process control plane with the local runtime and one simulated run
+ * an in-process control plane with the local runtime (or, for a scenario
+ * with `controlPlane: 'replicas'`, a leader and a standby replica as
+ * processes, see {@link ReplicaDeployment}) and one simulated run
  * with several generators and rollout workers; at seeded moments (trainer
  * steps, plus a seeded delay) the scenario's fault is injected; then the
  * run must end Succeeded and its ledger must pass {@link auditLedger}.
@@ -95,7 +114,7 @@ async function runScenario(scenario: ChaosScenario, options: ChaosOptions): Prom
   const dir = await mkdtemp(join(tmpdir(), `tandem-chaos-${scenario.name}-`));
   const trainedLog = join(dir, 'trained.jsonl');
   let redis: RestartableRedis | undefined;
-  let plane: ControlPlane | undefined;
+  let deployment: ChaosDeployment | undefined;
   let runId: string | undefined;
   let phase = 'Pending';
   let audit: LedgerAudit | undefined;
@@ -104,36 +123,35 @@ async function runScenario(scenario: ChaosScenario, options: ChaosOptions): Prom
   const keyPrefix = 'chaos';
   try {
     redis = await RestartableRedis.start();
-    plane = await ControlPlane.create(
-      loadConfig({
-        TANDEM_HOST: '127.0.0.1',
-        TANDEM_HTTP_PORT: '0',
-        TANDEM_GRPC_PORT: '0',
-        TANDEM_REDIS_URL: redis.url,
-        TANDEM_KEY_PREFIX: keyPrefix,
-        TANDEM_LOG_LEVEL: options.log.level,
-        TANDEM_GENERATOR_HEALTH_INTERVAL_MS: '500',
-      }),
-      { log: options.log, local: { trainerEnv: { TANDEM_TRAINER_TRAINED_LOG: trainedLog } } },
-    );
-    await plane.start();
+    const start = { redisUrl: redis.url, keyPrefix, log: options.log, trainedLog };
+    deployment = scenario.controlPlane === 'replicas' ? await ReplicaDeployment.start(start) : await InProcessDeployment.start(start);
     const spec = chaosRunSpec({ name: scenario.name, steps: settings.steps, faults: settings.faults, seed: options.seed });
-    const submitted = await plane.runs.submit({ spec });
-    const id = submitted.id;
+    const id = await deployment.submit(spec);
     runId = id;
-    const livePlane = plane;
+    const live = deployment;
     const liveRedis = redis;
-    const targets: ChaosTargets = {
-      processes: (role) => liveProcesses(livePlane, id, role),
-      restartRedis: (pauseMs) => liveRedis.restart(pauseMs),
-    };
     const pending = faultSteps(settings.steps, settings.faults, random);
+    const targets: ChaosTargets = {
+      processes: (role) => (live instanceof InProcessDeployment ? liveProcesses(live.plane, id, role) : []),
+      restartRedis: (pauseMs) => liveRedis.restart(pauseMs),
+      killLeader: async () => {
+        if (!(live instanceof ReplicaDeployment)) throw new Error(`scenario ${scenario.name} kills the leader but runs an in-process control plane (set controlPlane: 'replicas')`);
+        // A fresh standby only while more faults are to come: there is always one to take over next.
+        const f = await live.killLeader(id, pending.length > 0);
+        if (!f.runs.includes(id)) problems.push(`${f.successor} took over runs [${f.runs.join(', ')}], not ${id}`);
+        return (
+          `SIGKILL leader ${f.killed} (pid ${f.killedPid}, ${f.children} run processes) at step ${f.stepAtKill}; ` +
+          `${f.successor} leading after ${f.leadingMs} ms (token ${f.token}), run resumed after ${f.resumedMs} ms`
+        );
+      },
+    };
     const deadline = started + settings.runLimitMs;
     while (!options.signal?.aborted) {
-      const view = await plane.runs.get(id).catch(() => undefined); // Redis may be down
+      const view = await deployment.view(id);
       if (view) {
-        phase = view.status.phase;
-        steps = view.status.trainerStep;
+        phase = view.phase;
+        steps = view.trainerStep;
+        if (deployment instanceof ReplicaDeployment) deployment.noteStep(steps);
         if (TERMINAL.has(phase)) break;
         const next = pending[0];
         if (next !== undefined && steps >= next) {
@@ -147,31 +165,39 @@ async function runScenario(scenario: ChaosScenario, options: ChaosOptions): Prom
       if (Date.now() > deadline) {
         phase = 'TimedOut';
         problems.push(`run did not end within ${settings.runLimitMs / 1000} s (step ${steps} of ${settings.steps})`);
-        await plane.runs.cancel(id, 'chaos scenario timed out').catch(() => undefined);
+        await deployment.cancel(id, 'chaos scenario timed out').catch(() => undefined);
         break;
       }
       await sleep(POLL_MS, options.signal);
     }
     if (options.signal?.aborted) {
+      // Straight to the cleanup: a terminal's Ctrl-C may have stopped Redis too
+      // (same process group), and the audit of an interrupted run means nothing.
       problems.push('interrupted');
-      await plane.runs.cancel(id, 'interrupted (Ctrl-C)').catch(() => undefined);
+      await withinMs(deployment.cancel(id, 'interrupted (Ctrl-C)'), 5000).catch(() => undefined);
+    } else {
+      if (phase !== 'Succeeded' && phase !== 'TimedOut') {
+        const view = await deployment.view(id);
+        problems.push(`run ended ${phase}${view?.message ? `: ${view.message}` : ''}`);
+      }
+      if (pending.length > 0) problems.push(`run ended before ${pending.length} fault(s) could be injected`);
+      restarts = await deployment.restarts(id);
+      audit = await auditRun(deployment.store, id, keyPrefix, trainedLog, settings.steps);
+      problems.push(...audit.problems);
     }
-    if (phase !== 'Succeeded' && phase !== 'TimedOut') {
-      const view = await plane.runs.get(id).catch(() => undefined);
-      problems.push(`run ended ${phase}${view?.status.message ? `: ${view.status.message}` : ''}`);
-    }
-    if (pending.length > 0 && !options.signal?.aborted) problems.push(`run ended before ${pending.length} fault(s) could be injected`);
-    restarts = plane.local?.events(id)?.restarts ?? {};
-    audit = await auditRun(plane, id, keyPrefix, trainedLog, settings.steps);
-    problems.push(...audit.problems);
   } catch (err) {
     problems.push(`harness error: ${(err as Error).message}`);
   } finally {
-    await plane?.stop().catch((err: unknown) => options.log.warn({ err, runId }, 'control plane stop failed'));
+    const leaks = await deployment?.stop().catch((err: unknown) => {
+      options.log.warn({ err, runId }, 'control plane stop failed');
+      return [`control plane stop failed: ${(err as Error).message}`];
+    });
+    problems.push(...(leaks ?? []));
     await redis?.stop().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
   const a = audit ?? { admitted: 0, trained: 0, droppedStale: 0, failed: 0, cancelled: 0, lost: 0, duplicated: 0, staleTrained: 0, stepsRecorded: 0 };
+  const replicas = deployment instanceof ReplicaDeployment ? deployment : undefined;
   return {
     name: scenario.name,
     passed: problems.length === 0 && audit !== undefined && phase === 'Succeeded',
@@ -188,19 +214,35 @@ async function runScenario(scenario: ChaosScenario, options: ChaosOptions): Prom
     stepsRecorded: a.stepsRecorded,
     faults,
     restarts,
+    takeovers: replicas ? Math.max(0, replicas.replicas.takeovers) : 0,
+    failovers: (replicas?.failovers ?? []).map((f) => ({
+      atStep: f.stepAtKill,
+      leadingMs: f.leadingMs,
+      resumedMs: f.resumedMs,
+      firstStepMs: f.firstStepMs ?? null,
+    })),
     wallSeconds: Math.round((Date.now() - started) / 100) / 10,
     problems,
   };
 }
 
+/** `promise`, or a rejection naming the limit once `ms` have passed. */
+function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
 /** Reads the run's ledger from Redis and the trainer's record, and audits them. */
-async function auditRun(plane: ControlPlane, runId: string, keyPrefix: string, trainedLog: string, maxSteps: number): Promise<LedgerAudit> {
-  const queue = plane.store.forRun(runId);
+async function auditRun(store: RolloutStore, runId: string, keyPrefix: string, trainedLog: string, maxSteps: number): Promise<LedgerAudit> {
+  const queue = store.forRun(runId);
   const [snapshot, groupStates, groupPrompts, promptSeq, trained] = await Promise.all([
     queue.snapshot(),
     queue.groupStates(),
     queue.groupPrompts(),
-    plane.store.redis.hget(runKeys(runId, keyPrefix).meta, 'promptSeq'),
+    store.redis.hget(runKeys(runId, keyPrefix).meta, 'promptSeq'),
     readTrainedRecord(trainedLog),
   ]);
   return auditLedger(

@@ -22,6 +22,12 @@ export interface ChaosTargets {
   processes(role: ProcessRole): ChaosProcess[];
   /** Stops Redis (SIGTERM, AOF flushed), waits `pauseMs`, starts it again on the same port and data. */
   restartRedis(pauseMs: number): Promise<void>;
+  /**
+   * SIGKILL the control-plane leader and wait until the standby leads;
+   * returns a line saying what happened. Only where the scenario runs
+   * replicas (`controlPlane: 'replicas'`).
+   */
+  killLeader(): Promise<string>;
 }
 
 /** One fault, injected at a seeded moment of the run. */
@@ -30,6 +36,12 @@ export interface ChaosScenario {
   name: string;
   /** What is done to the run, for `--help` and the docs. */
   description: string;
+  /**
+   * How the control plane runs: in the suite's own process (default), or
+   * as two replica processes with leader election over Redis, one leading
+   * and one standing by.
+   */
+  controlPlane?: 'in-process' | 'replicas';
   /** Injects one fault; returns a line saying what was done. */
   inject(targets: ChaosTargets, random: Prng): Promise<string>;
 }
@@ -83,6 +95,13 @@ export const CHAOS_SCENARIOS: readonly ChaosScenario[] = [
       await targets.restartRedis(pauseMs);
       return `restarted Redis after ${pauseMs} ms down`;
     },
+  },
+  {
+    name: 'kill-leader',
+    description:
+      'two control-plane replicas (leader election over Redis, 2 s lease): SIGKILL the leader (its run processes die with it); the standby takes the run over and restarts its processes; a fresh standby is started while faults remain',
+    controlPlane: 'replicas',
+    inject: (targets) => targets.killLeader(),
   },
 ];
 

@@ -9,9 +9,10 @@ import { UsageError, intOption } from './options.js';
 export const CHAOS_USAGE = `usage: tandem chaos [--quick] [--json] [--seed S] [--scenario NAME]...
 
 Runs the chaos suite on simulated runs: for each scenario its own Redis
-(AOF on, appendfsync everysec), a control plane with the local runtime and a
-run with ${CHAOS_GENERATORS} generators and ${CHAOS_ROLLOUT_WORKERS} rollout workers; at seeded moments the fault
-is injected; then the run must succeed and its ledger must balance with
+(AOF on, appendfsync everysec), a control plane with the local runtime (for
+kill-leader: a leader and a standby replica as processes) and a run with
+${CHAOS_GENERATORS} generators and ${CHAOS_ROLLOUT_WORKERS} rollout workers; at seeded moments the fault is
+injected; then the run must succeed and its ledger must balance with
 nothing lost, nothing trained twice and nothing older than k trained.
   --quick          ${CHAOS_MODES.quick.faults} fault in a ${CHAOS_MODES.quick.steps}-step run per scenario (CI); without it,
                    ${CHAOS_MODES.long.faults} faults in a ${CHAOS_MODES.long.steps}-step run
