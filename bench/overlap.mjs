@@ -64,7 +64,7 @@ export async function run({ quick }) {
   const cfg = workload(quick);
   const redis = await startRedisServer();
   ownChild(redis.process);
-  const logger = createLogger({ name: 'bench-control-plane', level: 'warn' });
+  const logger = createLogger({ name: 'bench-control-plane', level: process.env.TANDEM_BENCH_LOG_LEVEL ?? 'warn' });
   const plane = await ControlPlane.create(
     loadConfig({
       TANDEM_REDIS_URL: redis.url,

@@ -186,6 +186,21 @@ if (cc) {
   });
 }
 
+const fo = load('failover');
+if (fo) {
+  sections.failover = [
+    machineLine(fo),
+    '',
+    table(
+      ['lease (ms)', 'trials', 'standby leading (ms, median)', 'open runs resumed (ms, median)', 'first step trained after (ms, median)'],
+      fo.summary.map((r) => [String(r.leaseMs), String(r.trials), f(r.leadingMsMedian, 0), f(r.resumedMsMedian, 0), f(r.firstStepMsMedian, 0)]),
+    ),
+    '',
+    `Times from the leader's kill -9; renew period ${fo.workload.renewMs} ms; the kill lands after ${fo.workload.killAfterSteps} trained steps. ` +
+      `Per trial (leading / resumed / first step, ms): ${fo.trials.map((t) => `${t.leadingMs} / ${t.resumedMs} / ${t.firstStepMs}`).join('; ')}. ${fo.simulated}.`,
+  ].join('\n');
+}
+
 mkdirSync(plots, { recursive: true });
 for (const [name, svg] of Object.entries(svgs)) writeFileSync(new URL(`${name}.svg`, plots), svg);
 

@@ -4,7 +4,7 @@
 # Needs the workspace built (`npx tsc -b`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for name in rollout-path weight-sync overlap control-plane-cost; do
+for name in rollout-path weight-sync overlap control-plane-cost failover; do
   printf '\n== bench %s --quick\n' "$name" >&2
   node bench/run.mjs "$name" --quick
 done
