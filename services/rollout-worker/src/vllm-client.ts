@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ErrorCode, TandemError } from '@tandem/common';
 import { retryAfterMs } from './backoff.js';
+import { readCapped } from './read-capped.js';
 
 /**
  * Client for the one vLLM route rollout workers use: `POST /v1/completions`
@@ -121,7 +122,10 @@ export async function requestCompletions(baseUrl: string, req: CompletionsReques
       }),
       signal,
     });
-    text = await readCapped(res, maxCompletionsResponseBytes(req.n, req.maxTokens), baseUrl);
+    const limit = maxCompletionsResponseBytes(req.n, req.maxTokens);
+    text = await readCapped(res, limit, (declared) =>
+      malformed(baseUrl, `body ${declared === undefined ? '' : `of ${declared} bytes `}exceeds the limit of ${limit} bytes (1 MiB + 512 bytes per requested token)`),
+    );
   } catch (err) {
     if (err instanceof GenerationError) throw err;
     if (options.signal?.aborted) throw new GenerationError(ErrorCode.Cancelled, 'request aborted', { generatorFault: false, cause: err });
@@ -143,30 +147,6 @@ export async function requestCompletions(baseUrl: string, req: CompletionsReques
     });
   }
   return parseCompletions(text, req, res.headers, baseUrl);
-}
-
-/** The body as text, refusing (and cancelling) one longer than `limit` bytes. */
-async function readCapped(res: Response, limit: number, baseUrl: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? 0);
-  if (declared > limit) {
-    await res.body?.cancel().catch(() => undefined);
-    throw malformed(baseUrl, `body of ${declared} bytes exceeds the limit of ${limit} bytes (1 MiB + 512 bytes per requested token)`);
-  }
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw malformed(baseUrl, `body exceeds the limit of ${limit} bytes (1 MiB + 512 bytes per requested token)`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function malformed(baseUrl: string, reason: string): GenerationError {

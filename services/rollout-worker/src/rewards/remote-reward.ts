@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode, TandemError } from '@tandem/common';
+import { readCapped } from '../read-capped.js';
 import type { RewardFunction, RewardInput } from './reward-function.js';
 
 /**
@@ -63,7 +64,11 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
       const limit = maxRewardResponseBytes(input.completions.length);
       let text: string;
       try {
-        text = await readCapped(res, limit);
+        text = await readCapped(
+          res,
+          limit,
+          () => new TandemError(ErrorCode.InvalidArgument, `reward endpoint answer exceeds the limit of ${limit} bytes (64 KiB + 64 bytes per completion)`),
+        );
       } catch (err) {
         if (err instanceof TandemError) throw err;
         const what = timeout.aborted ? `timed out after ${options.timeoutMs} ms` : 'broke off its answer';
@@ -99,31 +104,6 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
       return parsed.data.rewards;
     },
   };
-}
-
-/** The body as text; INVALID_ARGUMENT naming the limit when it is longer than `limit` bytes. */
-async function readCapped(res: Response, limit: number): Promise<string> {
-  const tooLarge = (): TandemError =>
-    new TandemError(ErrorCode.InvalidArgument, `reward endpoint answer exceeds the limit of ${limit} bytes (64 KiB + 64 bytes per completion)`);
-  if (Number(res.headers.get('content-length') ?? 0) > limit) {
-    await res.body?.cancel().catch(() => undefined);
-    throw tooLarge();
-  }
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** `url` without user and password (for messages and logs). */
