@@ -11,7 +11,7 @@ import { TrainerSessions } from './broker/trainer-sessions.js';
 import { createHttpApi, boundPort } from './api/http-server.js';
 import { authorizationOf, runServiceHandlers } from './api/run-service-grpc.js';
 import { withDecodeErrors } from './api/grpc-errors.js';
-import { trainerServiceDefinition, trainerServiceHandlers } from './api/trainer-service-grpc.js';
+import { trainerCredentialCheck, trainerServiceDefinition, trainerServiceHandlers } from './api/trainer-service-grpc.js';
 import { WeightSyncManager } from './sync/weight-sync-manager.js';
 import type { VllmAdmin } from './sync/vllm-admin-client.js';
 import { LocalRuntime, type LocalScripts } from './runtime/local-runtime.js';
@@ -214,8 +214,9 @@ export class ControlPlane {
     this.grpc = new GrpcServer({ 'grpc.max_receive_message_length': config.maxGrpcMessageBytes });
     // A standby serves reads; everything else answers UNAVAILABLE naming the leader.
     // Requests that do not decode are INVALID_ARGUMENT (withDecodeErrors).
-    const runService = withDecodeErrors(RunServiceService, guardService(RunServiceService, runServiceHandlers(this.runs, this.security.api), this.gate, RUN_SERVICE_READS, (metadata) => this.security.api.principal(authorizationOf(metadata))));
+    const runService = withDecodeErrors(RunServiceService, guardService(RunServiceService, runServiceHandlers(this.runs, this.security.api), this.gate, RUN_SERVICE_READS, (call) => this.security.api.principal(authorizationOf(call.metadata))));
     this.grpc.addService(runService.definition, runService.handlers);
+    const trainerCheck = trainerCredentialCheck(this.security.runCredentials);
     const trainerService = withDecodeErrors(
       trainerServiceDefinition,
       guardService(
@@ -229,6 +230,9 @@ export class ControlPlane {
           ...(this.security.runCredentials ? { runCredentials: this.security.runCredentials } : {}),
         }),
         this.gate,
+        new Set(),
+        // The run's credential before the leader's address (unary calls name the run in the request).
+        (call) => trainerCheck(call.metadata, (call.request as { runId?: string } | undefined)?.runId),
       ),
     );
     this.grpc.addService(trainerService.definition, trainerService.handlers);

@@ -30,18 +30,29 @@ export interface TrainerServiceDeps {
   runCredentials?: { verify(runId: string, token: string): Promise<boolean> };
 }
 
+/**
+ * The check of a trainer call's credential: resolves when the call carries
+ * `runId`'s credential (or per-run credentials are off); UNAUTHENTICATED
+ * without one, PERMISSION_DENIED with another run's. Without `runId` (a
+ * stream whose first message names the run) it checks only that a bearer
+ * token is there.
+ */
+export function trainerCredentialCheck(runCredentials: TrainerServiceDeps['runCredentials']): (metadata: Metadata, runId?: string) => Promise<void> {
+  return async (metadata, runId) => {
+    if (!runCredentials) return;
+    const token = bearerToken(authorizationOf(metadata));
+    if (runId === undefined) return;
+    if (!(await runCredentials.verify(runId, token))) {
+      throw new TandemError(ErrorCode.PermissionDenied, `the credential presented is not run ${runId}'s: a trainer may act on its own run only`, { reason: 'RUN_CREDENTIAL_MISMATCH' });
+    }
+  };
+}
+
 /** gRPC handlers of tandem.v1.TrainerService. Each answers exactly once. */
 export function trainerServiceHandlers(deps: TrainerServiceDeps): TrainerServiceServer {
   const { broker, sessions, store, log } = deps;
   const records = new RunRecordStore(store.redis, deps.keyPrefix);
-  /** Resolves when the call carries `runId`'s credential; UNAUTHENTICATED without one, PERMISSION_DENIED with another. */
-  const checkRun = async (metadata: Metadata, runId: string): Promise<void> => {
-    if (!deps.runCredentials) return;
-    const token = bearerToken(authorizationOf(metadata));
-    if (!(await deps.runCredentials.verify(runId, token))) {
-      throw new TandemError(ErrorCode.PermissionDenied, `the credential presented is not run ${runId}'s: a trainer may act on its own run only`, { reason: 'RUN_CREDENTIAL_MISMATCH' });
-    }
-  };
+  const checkRun = trainerCredentialCheck(deps.runCredentials);
   return {
     pullBatch(call, callback) {
       const { runId, step, waitMs } = call.request;

@@ -36,7 +36,7 @@ export async function assertLeader(gate: LeaderGate): Promise<void> {
 }
 
 /** What every server call is: streams report an error by emitting it (grpc-js then ends the call with that status). */
-type AnyCall = { emit(event: 'error', err: unknown): boolean; metadata: Metadata };
+type AnyCall = { emit(event: 'error', err: unknown): boolean; metadata: Metadata; request?: unknown };
 
 /**
  * Wraps a gRPC service's handlers so that, on a standby, every method not
@@ -53,7 +53,7 @@ export function guardService(
    * Runs on a standby before it names the leader (authentication: a caller
    * without valid credentials learns nothing, not even where the leader is).
    */
-  preflight?: (metadata: Metadata) => Promise<unknown>,
+  preflight?: (call: { metadata: Metadata; request?: unknown }) => Promise<unknown>,
 ): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers)) {
@@ -74,7 +74,7 @@ export function guardService(
         if ((unary || clientStreaming) && callback) callback(err);
         else call.emit('error', err);
       };
-      void Promise.resolve(preflight?.(call.metadata))
+      void Promise.resolve(preflight?.(call))
         .then(async () => notLeaderError(await gate.leader().catch(() => undefined)))
         .catch((err: unknown) => TandemError.from(err))
         .then(answer);
