@@ -1,3 +1,4 @@
+import { columnLines } from '../commands/columns.js';
 import type { ChaosReport, FailoverTiming } from './run-chaos.js';
 
 /** The suite's outcome as a text table, one row per scenario, then the faults and problems. */
@@ -19,11 +20,8 @@ export function formatChaosTable(report: ChaosReport): string {
     s.failovers.map(formatFailover).join(', ') || '-',
     s.wallSeconds.toFixed(1),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   let out = `chaos suite (${report.mode}, seed ${report.seed}; simulated generators and trainer)\n`;
-  out += `${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`;
-  out += rows.map((r) => `${line(r)}\n`).join('');
+  out += columnLines(header, rows, { rule: true }).map((l) => `${l}\n`).join('');
   for (const s of report.scenarios) {
     for (const f of s.faults) out += `  ${s.name}: ${f}\n`;
     for (const p of s.problems) out += `  ${s.name}: problem: ${p}\n`;

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { stringify, parse as parseYaml } from 'yaml';
 import { ErrorCode, TandemError } from '@tandem/common';
+import { columnLines } from './columns.js';
 import { UsageError, intOption } from './options.js';
 
 export const RUNS_USAGE = `usage: tandem runs <command> [--server URL] [-o table|json|yaml]
@@ -201,9 +202,7 @@ function eventTable(events: Json[]): string {
   if (events.length === 0) return '  <none>\n';
   const header = ['TIME', 'TYPE', 'REASON', 'MESSAGE'];
   const rows = events.map((e) => [String(e.time ?? ''), String(e.type ?? ''), String(e.reason ?? ''), String(e.message ?? '')]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (cols: string[]): string => `  ${cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')}`.trimEnd();
-  return `${[fmt(header), ...rows.map(fmt)].join('\n')}\n`;
+  return `${columnLines(header, rows, { indent: '  ' }).join('\n')}\n`;
 }
 
 function table(runs: Json[]): string {
@@ -228,7 +227,5 @@ function table(runs: Json[]): string {
       s.createdAt ?? '',
     ].map((v) => String(v));
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (cols: string[]): string => cols.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return `${[fmt(header), ...rows.map(fmt)].join('\n')}\n`;
+  return `${columnLines(header, rows).join('\n')}\n`;
 }

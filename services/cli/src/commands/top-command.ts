@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ErrorCode, TandemError } from '@tandem/common';
+import { columnLines } from './columns.js';
 import { intOption } from './options.js';
 import { parsePrometheusText, sum, type Sample } from './prometheus-text.js';
 
@@ -112,9 +113,7 @@ function render(runs: Json[], samples: Sample[], prev: Previous | undefined, now
       String(l.cancelled ?? 0),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (cols: string[]): string => cols.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  lines.push(fmt(header), ...rows.map(fmt));
+  lines.push(...columnLines(header, rows));
   if (runs.length === 0) lines.push('(no runs)');
   return `${lines.join('\n')}\n`;
 }
