@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '@tandem/testkit';
 import { CLI_MAIN, REPO_ROOT, assertCliBuilt, runCli, startTandemUp, type TandemUp } from './support-cli/cli-process.js';
 import { descendants, stillRunning, type ProcInfo } from './support-cli/process-tree.js';
-import { histogramAtMost, parsePrometheus } from './support-cli/prometheus-text.js';
+import { parsePrometheusText } from '@tandem/cli';
+import { histogramAtMost } from './support-cli/prometheus-text.js';
 import { httpJson, waitFor } from './support-cli/wait.js';
 
 /**
@@ -235,7 +236,7 @@ describe('scaling a running run’s generator pool (tandem up + tandem runs scal
     // Simulated generators stamp completions with the version they really
     // hold: one serving before its first sync would have stamped version 0.
     expect(n(l.droppedStale)).toBe(0);
-    const ages = histogramAtMost(parsePrometheus(await (await fetch(`${base}/metrics`)).text()), 'tandem_trajectory_age_steps', runId, k);
+    const ages = histogramAtMost(parsePrometheusText(await (await fetch(`${base}/metrics`)).text()), 'tandem_trajectory_age_steps', runId, k);
     expect(ages.count).toBe(n(l.trained));
     expect(ages.atMost).toBe(ages.count);
 

@@ -7,3 +7,4 @@ export * from './chaos/chaos-table.js';
 export * from './chaos/scenarios.js';
 export * from './chaos/ledger-audit.js';
 export * from './chaos/prng.js';
+export * from './commands/prometheus-text.js';

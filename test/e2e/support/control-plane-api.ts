@@ -1,5 +1,7 @@
 /** The parts of the control plane's HTTP/JSON API the end-to-end tests use. */
 
+import { parsePrometheusText, type Sample } from '@tandem/cli';
+
 /** A generator as `GET /v1/runs/{id}/generators` shows it. */
 export interface GeneratorView {
   id: string;
@@ -31,12 +33,6 @@ export interface RunStatusView {
   ledger: LedgerView;
 }
 
-/** One sample of the Prometheus text format. */
-export interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
 /** HTTP client of one control plane. */
 export class ControlPlaneApi {
@@ -88,7 +84,7 @@ export class ControlPlaneApi {
     const res = await fetch(`${this.baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}: ${text.slice(0, 300)}`);
-    return parsePrometheus(text);
+    return parsePrometheusText(text);
   }
 
   private async json(method: string, path: string, body: unknown, expected: number): Promise<unknown> {
@@ -110,26 +106,6 @@ function num(v: unknown): number {
   return n;
 }
 
-/** Parses Prometheus text exposition (enough of it for counters, gauges and histograms). */
-export function parsePrometheus(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    const labelText = m[2] ?? '';
-    for (const lm of labelText.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[lm[1] as string] = (lm[2] as string).replace(/\\"/g, '"').replace(/\\n/g, '\n').replace(/\\\\/g, '\\');
-    }
-    out.push({ name: m[1] as string, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
 /** Sum of the samples named `name` whose labels include `labels`. */
-export function metricSum(samples: readonly Sample[], name: string, labels: Record<string, string>): number {
-  return samples
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((a, s) => a + s.value, 0);
-}
+export { sum as metricSum } from '@tandem/cli';
+export type { Sample } from '@tandem/cli';
