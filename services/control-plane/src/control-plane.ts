@@ -288,6 +288,7 @@ export class ControlPlane {
       );
     });
     this.addresses = { httpUrl: `${this.security.httpScheme}://${host}:${boundPort(this.http)}`, grpcAddress: `${host}:${grpcPort}` };
+    this.security.logStartup(this.log);
     if (this.leadership) {
       // Leader work starts when (if) this replica wins the lock.
       this.leadership.start({ ...this.addresses, ...this.config.leaderElection.advertise });
@@ -297,7 +298,6 @@ export class ControlPlane {
     await this.syncs.resumeOpenRuns();
     const resumed = await this.runs.resumeOpenRuns();
     this.kubernetes?.start();
-    this.security.logStartup(this.log);
     this.log.info({ ...this.addresses, resumedRuns: resumed }, 'control plane listening');
     return this.addresses;
   }
