@@ -109,6 +109,7 @@ class TrainerSession:
             world_size=int(msg.world_size),
             deadline_ms=int(msg.deadline_ms),
             group_id=msg.group_id,
+            forms_group=bool(msg.forms_group),
         )
         self._commands.put(_Pending(cmd, self._now()))
 

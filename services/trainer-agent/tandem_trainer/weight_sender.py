@@ -41,6 +41,9 @@ class SendCommand:
     world_size: int
     deadline_ms: int
     group_id: str
+    #: This sync forms ``group_id`` (the generators join it now), so the
+    #: trainer initialises its side first (SendWeights.forms_group).
+    forms_group: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,6 @@ class SendResult:
     sync_id: str
     bytes_sent: int = 0
     group_formed: bool = False
-
-
-def is_new_group(command: SendCommand) -> bool:
-    """Whether this command's sync formed ``group_id`` (generators are being
-    told to join it now). SendWeights carries no such flag; the coordinator
-    names a group after the sync that forms it (``<runId>-<syncId>``), which
-    is what this relies on (weight-sync-coordinator.ts, ``this.groupId``)."""
-    return command.group_id.endswith("-" + command.sync_id)
 
 
 class Transport(Protocol):
@@ -161,7 +156,7 @@ class WeightSender:
             if command.policy_version > held_version:
                 return result(False, f"trainer holds policy version {held_version}, not {command.policy_version}")
             formed = False
-            if command.group_id != self._group_id and not is_new_group(command):
+            if command.group_id != self._group_id and not command.forms_group:
                 # The generators hold a group we are not in (we restarted, or
                 # dropped it after a failure): forming it alone would only wait
                 # out the deadline with every generator paused. Fail fast; the

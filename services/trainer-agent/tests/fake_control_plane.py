@@ -171,7 +171,16 @@ class FakeControlPlane(pb_grpc.TrainerServiceServicer):
         return [getattr(m, kind) for m in list(self.inbox) if m.WhichOneof("kind") == kind]
 
 
-def send_weights(version: int, sync_id: str, port: int, group_id: Optional[str] = None, deadline_ms: int = 5000, world_size: int = 1) -> pb.ControlMessage:
+def send_weights(
+    version: int,
+    sync_id: str,
+    port: int,
+    group_id: Optional[str] = None,
+    deadline_ms: int = 5000,
+    world_size: int = 1,
+    forms_group: Optional[bool] = None,
+) -> pb.ControlMessage:
+    """A SendWeights; without ``group_id`` it forms a new group named after the sync."""
     return pb.ControlMessage(
         send_weights=pb.SendWeights(
             policy_version=version,
@@ -181,5 +190,6 @@ def send_weights(version: int, sync_id: str, port: int, group_id: Optional[str] 
             world_size=world_size,
             deadline_ms=deadline_ms,
             group_id=group_id or f"run-{sync_id}",
+            forms_group=group_id is None if forms_group is None else forms_group,
         )
     )

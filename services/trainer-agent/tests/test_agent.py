@@ -98,7 +98,7 @@ def test_send_weights_is_served_at_a_safe_point_with_committed_weights(cp: FakeC
     def on_train(batch: Batch) -> None:
         if batch.step == 0:
             # Arrives mid-step: must wait until step 0 is committed.
-            cp.command(send_weights(0, "s1", 1, group_id="run-s1"))
+            cp.command(send_weights(0, "s1", 1, group_id="run-s1", forms_group=True))
 
     agent, trained, transport = make_agent(cp, tmp_path, on_train)
     original = agent.setup.train_step

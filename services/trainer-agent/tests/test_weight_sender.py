@@ -63,8 +63,8 @@ def make_sender(model: torch.nn.Module) -> WeightSender:
     return WeightSender(lambda: ((n, p.detach()) for n, p in model.named_parameters()), transport_factory("gloo", "127.0.0.1"), buffer_size_bytes=BUFFER)
 
 
-def cmd(version: int, sync: str, port: int, world: int, group: str, deadline_ms: int = 20000) -> SendCommand:
-    return SendCommand(version, sync, "127.0.0.1", port, world, deadline_ms, group)
+def cmd(version: int, sync: str, port: int, world: int, group: str, forms: bool, deadline_ms: int = 20000) -> SendCommand:
+    return SendCommand(version, sync, "127.0.0.1", port, world, deadline_ms, group, forms_group=forms)
 
 
 def sync(sender: WeightSender, command: SendCommand, held: int, joiners: list[tuple[ThreadReceiver, int]], receivers: list[ThreadReceiver]):  # type: ignore[no-untyped-def]
@@ -95,7 +95,7 @@ def test_broadcast_reaches_two_receivers_bit_exact_and_reforms_on_the_same_port(
     nbytes = ModelLayout.from_named_tensors(trainer.named_parameters()).nbytes
 
     # Sync 1 forms group "run-a" (named after its sync, as the coordinator does).
-    result = sync(sender, cmd(0, "a", port, 3, "run-a"), 0, [(receivers[0], 1), (receivers[1], 2)], receivers)
+    result = sync(sender, cmd(0, "a", port, 3, "run-a", True), 0, [(receivers[0], 1), (receivers[1], 2)], receivers)
     assert result.ok and result.group_formed and result.bytes_sent == nbytes
     want = param_checksum(trainer.named_parameters())
     assert all(param_checksum(r.model.named_parameters()) == want for r in receivers)
@@ -104,7 +104,7 @@ def test_broadcast_reaches_two_receivers_bit_exact_and_reforms_on_the_same_port(
     with torch.no_grad():
         for p in trainer.parameters():
             p.mul_(1.5)
-    result = sync(sender, cmd(1, "b", port, 3, "run-a"), 1, [], receivers)
+    result = sync(sender, cmd(1, "b", port, 3, "run-a", False), 1, [], receivers)
     assert result.ok and not result.group_formed
     want = param_checksum(trainer.named_parameters())
     assert all(param_checksum(r.model.named_parameters()) == want for r in receivers)
@@ -113,7 +113,7 @@ def test_broadcast_reaches_two_receivers_bit_exact_and_reforms_on_the_same_port(
     with torch.no_grad():
         for p in trainer.parameters():
             p.add_(0.25)
-    result = sync(sender, cmd(2, "c", port, 2, "run-c"), 2, [(receivers[0], 1)], [receivers[0]])
+    result = sync(sender, cmd(2, "c", port, 2, "run-c", True), 2, [(receivers[0], 1)], [receivers[0]])
     assert result.ok and result.group_formed
     assert param_checksum(receivers[0].model.named_parameters()) == param_checksum(trainer.named_parameters())
     sender.abort()
@@ -126,7 +126,7 @@ def test_missed_deadline_fails_and_drops_the_group() -> None:
     r = ThreadReceiver(1)
     box: list = []
     started = time.monotonic()
-    t = threading.Thread(target=lambda: box.append(sender.send(cmd(0, "a", port, 2, "run-a", deadline_ms=3000), 0)))
+    t = threading.Thread(target=lambda: box.append(sender.send(cmd(0, "a", port, 2, "run-a", True, deadline_ms=3000), 0)))
     t.start()
     time.sleep(0.3)
     # The receiver joins but never receives: the broadcast cannot complete.
@@ -142,9 +142,9 @@ def test_refusals_are_immediate() -> None:
     sender = make_sender(make_tiny_model(0))
     port = free_port()
     started = time.monotonic()
-    ahead = sender.send(cmd(5, "a", port, 2, "run-a"), 3)
+    ahead = sender.send(cmd(5, "a", port, 2, "run-a", True), 3)
     assert not ahead.ok and "holds policy version 3" in ahead.error and ahead.policy_version == 3
     # A group formed by an earlier sync we were not part of (we restarted).
-    unknown = sender.send(cmd(3, "b", port, 2, "run-a"), 3)
+    unknown = sender.send(cmd(3, "b", port, 2, "run-a", False), 3)
     assert not unknown.ok and "re-formed" in unknown.error
     assert time.monotonic() - started < 1.0

@@ -28,6 +28,8 @@ afterAll(async () => {
 
 interface FakeGenerator {
   calls: string[];
+  /** The layouts /update_weights was given. */
+  layouts?: unknown[];
   hangOn?: string;
   failOn?: string;
 }
@@ -51,13 +53,16 @@ function fakeAdmin(gens: Map<string, FakeGenerator>): (url: string) => VllmAdmin
       pause: (mode, d) => act(`pause:${mode}`, d),
       resume: (d) => act('resume', d),
       startWeightUpdate: (d) => act('start', d),
-      updateWeights: (_info, v, d) => act(`update:${v}`, d),
+      updateWeights: (info, v, d) => {
+        (g.layouts ??= []).push(info);
+        return act(`update:${v}`, d);
+      },
       finishWeightUpdate: (v, d) => act(`finish:${v}`, d),
     };
   };
 }
 
-async function setup(options: { generators: number; timeoutMs?: number; trainerOk?: boolean; trainerDelayMs?: number }) {
+async function setup(options: { generators: number; timeoutMs?: number; trainerOk?: boolean; trainerDelayMs?: number; simulated?: boolean }) {
   const runId = `sync-${randomUUID().slice(0, 8)}`;
   const queue = store.forRun(runId);
   await queue.init({ maxTrajectoryAgeSteps: 1, batchGroups: 1, capacityGroups: 2, maxSteps: 100 });
@@ -74,7 +79,7 @@ async function setup(options: { generators: number; timeoutMs?: number; trainerO
   sessions.register({
     runId,
     trainerId: 't',
-    simulated: true,
+    simulated: options.simulated ?? true,
     weightsReadyVersion: -1,
     address: '127.0.0.1',
     stream: {
@@ -126,7 +131,7 @@ describe('weight-sync coordinator', () => {
       expect(g.calls).toEqual(['world_size', 'init', 'pause:keep', 'start', 'update:1', 'finish:1', 'resume']);
     }
     const send = t.sent.find((m) => m.kind?.$case === 'sendWeights');
-    expect(send?.kind?.$case === 'sendWeights' && send.kind.sendWeights).toMatchObject({ policyVersion: 1, worldSize: 4, masterPort: 29500 });
+    expect(send?.kind?.$case === 'sendWeights' && send.kind.sendWeights).toMatchObject({ policyVersion: 1, worldSize: 4, masterPort: 29500, formsGroup: true });
     expect((await t.registry.list()).map((g) => [g.state, g.policyVersion])).toEqual([
       ['ready', 1],
       ['ready', 1],
@@ -136,10 +141,29 @@ describe('weight-sync coordinator', () => {
     t.coordinator.weightsReady(2, '');
     await until(async () => (await t.queue.snapshot()).policyVersion === 2, 'version 2 published');
     expect([...t.gens.values()][0]?.calls.slice(7)).toEqual(['pause:keep', 'start', 'update:2', 'finish:2', 'resume']);
+    // The trainer is told the group already exists: it must not re-initialise.
+    const second = t.sent.filter((m) => m.kind?.$case === 'sendWeights').at(1);
+    expect(second?.kind?.$case === 'sendWeights' && second.kind.sendWeights).toMatchObject({ policyVersion: 2, formsGroup: false, groupId: send?.kind?.$case === 'sendWeights' ? send.kind.sendWeights.groupId : '?' });
     expect(t.coordinator.reports.map((r) => [r.policyVersion, r.result, r.groupReformed])).toEqual([
       [1, 'ok', true],
       [2, 'ok', false],
     ]);
+    await t.coordinator.stop();
+  });
+
+  it('does not sync a real trainer until it has sent its weight layout', async () => {
+    const t = await setup({ generators: 2, simulated: false });
+    t.coordinator.weightsReady(1, '');
+    // Several loop rounds (kicked and timed) pass without a sync.
+    await new Promise((r) => setTimeout(r, 300));
+    t.coordinator.membershipChanged();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(t.sent.filter((m) => m.kind?.$case === 'sendWeights')).toEqual([]);
+    expect([...t.gens.values()].flatMap((g) => g.calls)).toEqual([]);
+    const layout = { names: ['w'], dtype_names: ['float32'], shapes: [[2, 2]], packed: true };
+    t.coordinator.weightsReady(1, JSON.stringify(layout));
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
+    for (const g of t.gens.values()) expect(g.layouts).toEqual([layout]);
     await t.coordinator.stop();
   });
 

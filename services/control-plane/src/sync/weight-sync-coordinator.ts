@@ -90,6 +90,8 @@ export class WeightSyncCoordinator {
   private updateInfo: UpdateInfo = EMPTY_UPDATE_INFO;
   private groupKey = '';
   private groupId = '';
+  /** Whether the wait for a real trainer's weight layout was logged (once per coordinator). */
+  private layoutWaitLogged = false;
   /** World size of the current transfer group (trainer + every generator rank). */
   private groupWorldSize = 1;
   private kick: (() => void) | undefined;
@@ -202,7 +204,16 @@ export class WeightSyncCoordinator {
         // Sync when the trainer is ahead of what generators serve, or when
         // joiners wait and nobody serves (else the run could never proceed).
         const behind = trainerVersion > publishedVersion && live.length > 0;
-        if (trainer && trainerVersion >= 0 && (behind || (joiners && !anyReady))) {
+        // A real trainer's broadcast follows its layout (names, dtypes,
+        // shapes), which generators must be given in /update_weights; a sync
+        // before the trainer has sent one would have vLLM receive nothing
+        // while the trainer broadcasts. Simulated trainers send no layout.
+        const layoutKnown = this.updateInfo.names.length > 0 || trainer?.simulated === true;
+        if (trainer && !layoutKnown && !this.layoutWaitLogged) {
+          this.layoutWaitLogged = true;
+          this.log.warn({ trainerId: trainer.trainerId }, 'waiting for the trainer to send its weight layout (WeightsReady.update_info_json) before syncing');
+        }
+        if (trainer && layoutKnown && trainerVersion >= 0 && (behind || (joiners && !anyReady))) {
           const report = await this.sync(trainerVersion, live);
           if (report.result !== 'failed') publishedVersion = Math.max(publishedVersion, report.policyVersion);
         }
@@ -275,7 +286,7 @@ export class WeightSyncCoordinator {
     //    waits for the generators' init and update calls below; starting it
     //    only after them would deadlock a real NCCL/gloo rendezvous.
     const t0 = clock.now();
-    const trainerSend = this.sendFromTrainer(version, syncId, worldSize, transferRemaining());
+    const trainerSend = this.sendFromTrainer(version, syncId, worldSize, reformed, transferRemaining());
     if (reformed) {
       const masterAddress = this.deps.sessions.get(runId)?.address ?? '127.0.0.1';
       await phase('init', (admin, g) =>
@@ -371,7 +382,7 @@ export class WeightSyncCoordinator {
   }
 
   /** Tells the trainer to broadcast and waits for its answer (or the deadline). */
-  private sendFromTrainer(version: number, syncId: string, worldSize: number, deadlineMs: number): Promise<WeightsSent> {
+  private sendFromTrainer(version: number, syncId: string, worldSize: number, formsGroup: boolean, deadlineMs: number): Promise<WeightsSent> {
     const trainer = this.deps.sessions.get(this.deps.runId);
     return new Promise<WeightsSent>((resolve) => {
       const timer = setTimeout(() => {
@@ -399,6 +410,7 @@ export class WeightSyncCoordinator {
               worldSize,
               deadlineMs,
               groupId: this.groupId,
+              formsGroup,
             },
           },
         }),

@@ -422,13 +422,20 @@ describe('SimulatedTrainer against a fake control plane', () => {
     const done = trainer.run();
     while (plane.pulls.length < 2) await new Promise((r) => setImmediate(r));
     const attach = plane.attaches[0]!;
-    const command = (policyVersion: number, syncId: string, deadlineMs: number, groupId = 'g1') => ({
+    const command = (policyVersion: number, syncId: string, deadlineMs: number, groupId = 'g1', formsGroup = false) => ({
       $case: 'sendWeights' as const,
-      sendWeights: { policyVersion, syncId, masterAddress: '127.0.0.1', masterPort: 29500, worldSize: 2, deadlineMs, groupId },
+      sendWeights: { policyVersion, syncId, masterAddress: '127.0.0.1', masterPort: 29500, worldSize: 2, deadlineMs, groupId, formsGroup },
     });
     // One at a time: the virtual clock advances for every sleep, so
     // overlapping broadcasts would see each other's time.
-    const commands = [command(1, 's1', 0), command(5, 's2', 0), command(1, 's3', 500), command(0, 's4', 0), command(1, 's5', 0, 'g2')];
+    const commands = [
+      command(1, 's1', 0, 'g1', true),
+      command(5, 's2', 0),
+      command(1, 's3', 500),
+      command(0, 's4', 0),
+      command(1, 's5', 0, 'g2', true),
+      command(1, 's6', 0, 'g3'),
+    ];
     for (const [i, c] of commands.entries()) {
       attach.send(c);
       while (plane.written('weightsSent').length < i + 1) await new Promise((r) => setImmediate(r));
@@ -444,6 +451,8 @@ describe('SimulatedTrainer against a fake control plane', () => {
     expect(sent[3]).toEqual({ policyVersion: 1, ok: true, error: '', seconds: broadcastTimeMs(2e9, 1e9, 1) / 1000, syncId: 's4' });
     // A new group is initialised again.
     expect(sent[4]).toMatchObject({ ok: true, seconds: 2.3, syncId: 's5' });
+    // A group formed by a sync this process never saw (it restarted) is refused at once.
+    expect(sent[5]).toEqual({ policyVersion: 1, ok: false, error: 'trainer is not in transfer group g3; it must be re-formed', seconds: 0, syncId: 's6' });
     expect(report).toMatchObject({ weightSyncs: 3, weightSyncSeconds: 6.6, outcome: 'stopped' });
   });
 });

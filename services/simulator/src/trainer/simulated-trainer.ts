@@ -456,8 +456,9 @@ export class SimulatedTrainer {
    * Simulates the NCCL broadcast of the weights the trainer holds. It can
    * only send what it has: asked for a version it has not reached it
    * refuses; asked for an older one it sends its newer weights and says so
-   * in `policyVersion` (generators then serve what they really got). A new
-   * `groupId` (membership changed) costs a group initialisation first.
+   * in `policyVersion` (generators then serve what they really got). A sync
+   * that forms a group (`formsGroup`: membership changed) costs a group
+   * initialisation first.
    */
   private async broadcast(command: SendWeights, session: AttachSession): Promise<void> {
     const { clock } = this.deps;
@@ -476,7 +477,13 @@ export class SimulatedTrainer {
     }
     const { modelBytes, bandwidthBytesPerSecond, groupInitMs } = this.config.weightBroadcast;
     const { timeScale } = this.config.cost;
-    const newGroup = command.groupId !== this.transferGroupId;
+    // Like the agent: a group is joined only by the sync that forms it; a
+    // trainer asked to send on a group it never joined (it restarted) cannot.
+    const newGroup = command.formsGroup;
+    if (!newGroup && command.groupId !== this.transferGroupId) {
+      reply(false, `trainer is not in transfer group ${command.groupId}; it must be re-formed`, held);
+      return;
+    }
     const needMs = broadcastTimeMs(modelBytes, bandwidthBytesPerSecond, timeScale) + (newGroup ? groupInitMs * timeScale : 0);
     if (command.deadlineMs > 0 && needMs > command.deadlineMs) {
       await clock.sleep(command.deadlineMs, this.stopper.signal);

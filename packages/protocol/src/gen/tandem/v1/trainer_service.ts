@@ -147,6 +147,14 @@ export interface SendWeights {
    * the trainer must (re)initialise its side of the group before sending.
    */
   groupId: string;
+  /**
+   * True when this sync forms `group_id`: the generators are joining it now
+   * (vLLM /init_weight_transfer_engine), so the trainer initialises its side
+   * as rank 0 before broadcasting. False when `group_id` was formed by an
+   * earlier sync: a trainer that is not in it (it restarted) cannot send and
+   * answers WeightsSent with ok = false; the coordinator then re-forms.
+   */
+  formsGroup: boolean;
 }
 
 export interface RunEnded {
@@ -1013,7 +1021,16 @@ export const Welcome: MessageFns<Welcome> = {
 };
 
 function createBaseSendWeights(): SendWeights {
-  return { policyVersion: 0, syncId: "", masterAddress: "", masterPort: 0, worldSize: 0, deadlineMs: 0, groupId: "" };
+  return {
+    policyVersion: 0,
+    syncId: "",
+    masterAddress: "",
+    masterPort: 0,
+    worldSize: 0,
+    deadlineMs: 0,
+    groupId: "",
+    formsGroup: false,
+  };
 }
 
 export const SendWeights: MessageFns<SendWeights> = {
@@ -1038,6 +1055,9 @@ export const SendWeights: MessageFns<SendWeights> = {
     }
     if (message.groupId !== "") {
       writer.uint32(58).string(message.groupId);
+    }
+    if (message.formsGroup !== false) {
+      writer.uint32(64).bool(message.formsGroup);
     }
     return writer;
   },
@@ -1111,6 +1131,14 @@ export const SendWeights: MessageFns<SendWeights> = {
             message.groupId = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.formsGroup = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1160,6 +1188,11 @@ export const SendWeights: MessageFns<SendWeights> = {
         : isSet(object.group_id)
         ? globalThis.String(object.group_id)
         : "",
+      formsGroup: isSet(object.formsGroup)
+        ? globalThis.Boolean(object.formsGroup)
+        : isSet(object.forms_group)
+        ? globalThis.Boolean(object.forms_group)
+        : false,
     };
   },
 
@@ -1186,6 +1219,9 @@ export const SendWeights: MessageFns<SendWeights> = {
     if (message.groupId !== "") {
       obj.groupId = message.groupId;
     }
+    if (message.formsGroup !== false) {
+      obj.formsGroup = message.formsGroup;
+    }
     return obj;
   },
 
@@ -1201,6 +1237,7 @@ export const SendWeights: MessageFns<SendWeights> = {
     message.worldSize = object.worldSize ?? 0;
     message.deadlineMs = object.deadlineMs ?? 0;
     message.groupId = object.groupId ?? "";
+    message.formsGroup = object.formsGroup ?? false;
     return message;
   },
 };

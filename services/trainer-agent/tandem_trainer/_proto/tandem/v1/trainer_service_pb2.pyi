@@ -93,8 +93,9 @@ class RunEnded(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class SendWeights(_message.Message):
-    __slots__ = ["deadline_ms", "group_id", "master_address", "master_port", "policy_version", "sync_id", "world_size"]
+    __slots__ = ["deadline_ms", "forms_group", "group_id", "master_address", "master_port", "policy_version", "sync_id", "world_size"]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    FORMS_GROUP_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
@@ -102,13 +103,14 @@ class SendWeights(_message.Message):
     SYNC_ID_FIELD_NUMBER: _ClassVar[int]
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     deadline_ms: int
+    forms_group: bool
     group_id: str
     master_address: str
     master_port: int
     policy_version: int
     sync_id: str
     world_size: int
-    def __init__(self, policy_version: _Optional[int] = ..., sync_id: _Optional[str] = ..., master_address: _Optional[str] = ..., master_port: _Optional[int] = ..., world_size: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., group_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, policy_version: _Optional[int] = ..., sync_id: _Optional[str] = ..., master_address: _Optional[str] = ..., master_port: _Optional[int] = ..., world_size: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., group_id: _Optional[str] = ..., forms_group: bool = ...) -> None: ...
 
 class TrainerHello(_message.Message):
     __slots__ = ["policy_version", "run_id", "simulated", "trainer_id"]
