@@ -3,21 +3,28 @@
  *
  *     node services/simulator/dist/generator-main.js --port 0 --time-scale 0.01 --seed 7
  *
- * Flags (and TANDEM_SIM_* variables) are listed in generator/config.ts.
+ * Flags (and TANDEM_SIM_* variables) are listed by `--help`, from the table
+ * in generator/config.ts.
  * Prints one JSON line `{"event":"listening","url":...}` on stdout when it
  * serves (stdout is machine-readable; logs go to stderr), and exits cleanly
  * on SIGTERM / SIGINT.
  */
 import { createLogger, systemClock, TandemError, watchParent } from '@tandem/common';
-import { loadGeneratorProcessConfig } from './generator/config.js';
+import { generatorHelp, loadGeneratorProcessConfig } from './generator/config.js';
 import { createGeneratorServer } from './generator/server.js';
+import { wantsHelp } from './process-flags.js';
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (wantsHelp(argv)) {
+    process.stdout.write(generatorHelp(), () => process.exit(0));
+    return;
+  }
   let config;
   try {
-    config = loadGeneratorProcessConfig({ argv: process.argv.slice(2), env: process.env });
+    config = loadGeneratorProcessConfig({ argv, env: process.env });
   } catch (err) {
-    process.stderr.write(`${TandemError.from(err).message}\n`);
+    process.stderr.write(`simulated generator: ${TandemError.from(err).message.replace(/\s+/g, ' ')}\n`);
     process.exit(2);
   }
   const logger = createLogger({ name: 'tandem-sim-generator', level: config.logLevel });

@@ -5,7 +5,8 @@
  *     [--ms-per-kilo-token N] [--step-overhead-ms N] [--time-scale F] \
  *     [--checkpoint PATH] [--trained-log PATH] [--crash-at-step N] [--log-level info]
  *
- * (every flag also reads an environment variable, see trainer/config.ts).
+ * (every flag also reads an environment variable; `--help` lists them all,
+ * from the table in trainer/config.ts).
  * Logs go to stderr; stdout carries one JSON line at the end,
  * `{"event":"done", ...report}`. Exit 0 when the run is trained, ended by
  * the control plane, or stopped by SIGTERM/SIGINT; 1 with a one-line message
@@ -13,13 +14,18 @@
  */
 import { hostname } from 'node:os';
 import { TandemError, createLogger, systemClock, watchParent } from '@tandem/common';
-import { loadTrainerProcessConfig, type TrainerProcessConfig } from './trainer/config.js';
+import { loadTrainerProcessConfig, trainerHelp, type TrainerProcessConfig } from './trainer/config.js';
 import { JsonFileCheckpointStore } from './trainer/checkpoint-store.js';
 import { JsonlTrainedLog } from './trainer/trained-log.js';
 import { createTrainerClient } from './trainer/trainer-rpc.js';
 import { SimulatedTrainer } from './trainer/simulated-trainer.js';
+import { wantsHelp } from './process-flags.js';
 
 async function main(): Promise<number> {
+  if (wantsHelp(process.argv.slice(2))) {
+    await writeLine(process.stdout, trainerHelp().trimEnd());
+    return 0;
+  }
   let config: TrainerProcessConfig;
   try {
     const env = { ...process.env, TANDEM_TRAINER_ID: process.env.TANDEM_TRAINER_ID ?? `sim-trainer-${hostname()}-${process.pid}` };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseOrThrow } from '@tandem/common';
+import { formatHelp, readFlagSet, type FlagSet } from '../process-flags.js';
 
 /**
  * Options of the simulated vLLM generator. Every option has a default, so
@@ -141,100 +142,6 @@ export interface GeneratorProcessConfig {
   generator: GeneratorConfig;
 }
 
-/** Where a flag's value goes: a process field or a path into {@link GeneratorOptions}. */
-interface FlagSpec {
-  env: string;
-  kind: 'number' | 'string';
-  /** Path into the generator options, or undefined for a process field. */
-  path?: readonly string[];
-}
-
-/**
- * Command-line flags and their environment variables; a flag wins over its
- * variable. Only generator-main.ts calls {@link loadGeneratorProcessConfig}.
- */
-const FLAGS: Readonly<Record<string, FlagSpec>> = {
-  host: { env: 'TANDEM_SIM_HOST', kind: 'string' },
-  port: { env: 'TANDEM_SIM_PORT', kind: 'number' },
-  'log-level': { env: 'TANDEM_LOG_LEVEL', kind: 'string' },
-  model: { env: 'TANDEM_SIM_MODEL', kind: 'string', path: ['model'] },
-  'max-model-len': { env: 'TANDEM_SIM_MAX_MODEL_LEN', kind: 'number', path: ['maxModelLen'] },
-  'time-scale': { env: 'TANDEM_SIM_TIME_SCALE', kind: 'number', path: ['timeScale'] },
-  seed: { env: 'TANDEM_SIM_SEED', kind: 'number', path: ['seed'] },
-  'world-size': { env: 'TANDEM_SIM_WORLD_SIZE', kind: 'number', path: ['worldSize'] },
-  'while-paused': { env: 'TANDEM_SIM_WHILE_PAUSED', kind: 'string', path: ['whilePaused'] },
-  'initial-policy-version': {
-    env: 'TANDEM_SIM_INITIAL_POLICY_VERSION',
-    kind: 'number',
-    path: ['initialPolicyVersion'],
-  },
-  'peak-tokens-per-second': {
-    env: 'TANDEM_SIM_PEAK_TOKENS_PER_SECOND',
-    kind: 'number',
-    path: ['throughput', 'peakTokensPerSecondPerSequence'],
-  },
-  'concurrency-knee': {
-    env: 'TANDEM_SIM_CONCURRENCY_KNEE',
-    kind: 'number',
-    path: ['throughput', 'concurrencyKnee'],
-  },
-  'max-num-seqs': { env: 'TANDEM_SIM_MAX_NUM_SEQS', kind: 'number', path: ['throughput', 'maxNumSeqs'] },
-  'median-output-tokens': {
-    env: 'TANDEM_SIM_MEDIAN_OUTPUT_TOKENS',
-    kind: 'number',
-    path: ['outputLength', 'medianTokens'],
-  },
-  'model-bytes': { env: 'TANDEM_SIM_MODEL_BYTES', kind: 'number', path: ['weightTransfer', 'modelBytes'] },
-  'bandwidth-bytes-per-second': {
-    env: 'TANDEM_SIM_BANDWIDTH_BYTES_PER_SECOND',
-    kind: 'number',
-    path: ['weightTransfer', 'bandwidthBytesPerSecond'],
-  },
-  'error-fraction': { env: 'TANDEM_SIM_ERROR_FRACTION', kind: 'number', path: ['faults', 'errorFraction'] },
-  'hang-fraction': { env: 'TANDEM_SIM_HANG_FRACTION', kind: 'number', path: ['faults', 'hangFraction'] },
-  'rate-limit-fraction': {
-    env: 'TANDEM_SIM_RATE_LIMIT_FRACTION',
-    kind: 'number',
-    path: ['faults', 'rateLimitFraction'],
-  },
-  'retry-after-seconds': {
-    env: 'TANDEM_SIM_RETRY_AFTER_SECONDS',
-    kind: 'number',
-    path: ['faults', 'retryAfterSeconds'],
-  },
-  'malformed-fraction': {
-    env: 'TANDEM_SIM_MALFORMED_FRACTION',
-    kind: 'number',
-    path: ['faults', 'malformedFraction'],
-  },
-  'die-after-requests': {
-    env: 'TANDEM_SIM_DIE_AFTER_REQUESTS',
-    kind: 'number',
-    path: ['faults', 'dieAfterRequests'],
-  },
-};
-
-/** Reads `--name value` / `--name=value` pairs; unknown flags are an error. */
-function readFlags(argv: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}"`);
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!Object.hasOwn(FLAGS, name)) throw new Error(`unknown flag --${name}`);
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      i++;
-    }
-    if (value === undefined) throw new Error(`flag --${name} needs a value`);
-    out.set(name, value);
-  }
-  return out;
-}
-
 const ProcessFieldsSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65_535).default(8000),
@@ -242,45 +149,151 @@ const ProcessFieldsSchema = z.object({
 });
 
 /**
+ * Command-line flags and their environment variables; a flag wins over its
+ * variable. Also the source of `--help` and of the table in
+ * docs/operations.md. Only generator-main.ts reads the process config.
+ */
+export const GENERATOR_FLAGS: FlagSet<typeof ProcessFieldsSchema, typeof GeneratorConfigSchema> = {
+  what: 'generator flags',
+  processSchema: ProcessFieldsSchema,
+  optionsSchema: GeneratorConfigSchema,
+  flags: {
+    host: { env: 'TANDEM_SIM_HOST', kind: 'string', arg: 'HOST', help: 'address to listen on' },
+    port: { env: 'TANDEM_SIM_PORT', kind: 'number', arg: 'PORT', help: 'port to listen on (0: any free port, printed in the "listening" line)' },
+    'log-level': { env: 'TANDEM_LOG_LEVEL', kind: 'string', arg: 'LEVEL', help: 'pino level of the JSON logs on stderr' },
+    model: { env: 'TANDEM_SIM_MODEL', kind: 'string', arg: 'NAME', path: ['model'], help: 'served model name (/v1/models, `model` in responses)' },
+    'max-model-len': {
+      env: 'TANDEM_SIM_MAX_MODEL_LEN',
+      kind: 'number',
+      path: ['maxModelLen'],
+      help: 'prompt + completion token cap (vLLM --max-model-len)',
+    },
+    'time-scale': {
+      env: 'TANDEM_SIM_TIME_SCALE',
+      kind: 'number',
+      arg: 'F',
+      path: ['timeScale'],
+      help: 'clock seconds per simulated second: 1 is real time, 0.01 runs a hundred times faster',
+    },
+    seed: { env: 'TANDEM_SIM_SEED', kind: 'number', path: ['seed'], help: 'seed of every random stream (sampling, lengths, faults)' },
+    'world-size': {
+      env: 'TANDEM_SIM_WORLD_SIZE',
+      kind: 'number',
+      path: ['worldSize'],
+      help: 'inference world size reported by /get_world_size (TP x PP x DP)',
+    },
+    'while-paused': {
+      env: 'TANDEM_SIM_WHILE_PAUSED',
+      kind: 'string',
+      arg: 'MODE',
+      path: ['whilePaused'],
+      help: 'a completion request while paused: wait for /resume like vLLM, or reject with 503',
+    },
+    'initial-policy-version': {
+      env: 'TANDEM_SIM_INITIAL_POLICY_VERSION',
+      kind: 'number',
+      path: ['initialPolicyVersion'],
+      help: 'policy version served at start',
+    },
+    'peak-tokens-per-second': {
+      env: 'TANDEM_SIM_PEAK_TOKENS_PER_SECOND',
+      kind: 'number',
+      path: ['throughput', 'peakTokensPerSecondPerSequence'],
+      help: 'decode tokens/s of one sequence running alone',
+    },
+    'concurrency-knee': {
+      env: 'TANDEM_SIM_CONCURRENCY_KNEE',
+      kind: 'number',
+      path: ['throughput', 'concurrencyKnee'],
+      help: 'concurrency at which per-sequence speed has halved',
+    },
+    'max-num-seqs': {
+      env: 'TANDEM_SIM_MAX_NUM_SEQS',
+      kind: 'number',
+      path: ['throughput', 'maxNumSeqs'],
+      help: 'most sequences decoding at once (vLLM --max-num-seqs); the rest wait',
+    },
+    'median-output-tokens': {
+      env: 'TANDEM_SIM_MEDIAN_OUTPUT_TOKENS',
+      kind: 'number',
+      path: ['outputLength', 'medianTokens'],
+      help: 'median completion length in tokens (lognormal, clipped to max_tokens)',
+    },
+    'model-bytes': {
+      env: 'TANDEM_SIM_MODEL_BYTES',
+      kind: 'number',
+      path: ['weightTransfer', 'modelBytes'],
+      help: 'bytes moved per weight update when update_info carries no shapes',
+    },
+    'bandwidth-bytes-per-second': {
+      env: 'TANDEM_SIM_BANDWIDTH_BYTES_PER_SECOND',
+      kind: 'number',
+      path: ['weightTransfer', 'bandwidthBytesPerSecond'],
+      help: 'effective NCCL broadcast bandwidth of weight updates',
+    },
+    'error-fraction': {
+      env: 'TANDEM_SIM_ERROR_FRACTION',
+      kind: 'number',
+      arg: 'F',
+      path: ['faults', 'errorFraction'],
+      help: 'fraction of completion requests answered 500',
+    },
+    'hang-fraction': {
+      env: 'TANDEM_SIM_HANG_FRACTION',
+      kind: 'number',
+      arg: 'F',
+      path: ['faults', 'hangFraction'],
+      help: 'fraction of completion requests never answered',
+    },
+    'rate-limit-fraction': {
+      env: 'TANDEM_SIM_RATE_LIMIT_FRACTION',
+      kind: 'number',
+      arg: 'F',
+      path: ['faults', 'rateLimitFraction'],
+      help: 'fraction of completion requests answered 429 with Retry-After',
+    },
+    'retry-after-seconds': {
+      env: 'TANDEM_SIM_RETRY_AFTER_SECONDS',
+      kind: 'number',
+      path: ['faults', 'retryAfterSeconds'],
+      help: 'Retry-After value of 429 answers',
+    },
+    'malformed-fraction': {
+      env: 'TANDEM_SIM_MALFORMED_FRACTION',
+      kind: 'number',
+      arg: 'F',
+      path: ['faults', 'malformedFraction'],
+      help: 'fraction of completion requests answered 200 with a malformed body',
+    },
+    'die-after-requests': {
+      env: 'TANDEM_SIM_DIE_AFTER_REQUESTS',
+      kind: 'number',
+      path: ['faults', 'dieAfterRequests'],
+      help: 'exit 1, like a crashed pod, after answering this many completion requests (unset: never)',
+    },
+  },
+};
+
+/**
  * Builds the process config from argv (flags) and env (TANDEM_SIM_*). Throws
- * INVALID_ARGUMENT naming the bad field; unknown flags throw a plain Error.
+ * INVALID_ARGUMENT naming the flag or variable of each bad value; unknown
+ * flags throw a plain Error.
  */
 export function loadGeneratorProcessConfig(input: {
   argv: readonly string[];
   env: Record<string, string | undefined>;
 }): GeneratorProcessConfig {
-  const flags = readFlags(input.argv);
-  const processFields: Record<string, unknown> = {};
-  const options: Record<string, unknown> = {};
-  for (const [name, spec] of Object.entries(FLAGS)) {
-    const text = flags.get(name) ?? input.env[spec.env];
-    if (text === undefined || text === '') continue;
-    // A number flag that does not parse stays a string so zod names it.
-    const value = spec.kind === 'number' && text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : text;
-    if (spec.path === undefined) processFields[name] = value;
-    else setPath(options, spec.path, value);
-  }
-  const p = parseOrThrow(ProcessFieldsSchema, processFields, 'generator flags');
-  return {
-    host: p.host,
-    port: p.port,
-    logLevel: p['log-level'],
-    generator: parseOrThrow(GeneratorConfigSchema, options, 'generator flags'),
-  };
+  const { process: p, options } = readFlagSet(GENERATOR_FLAGS, input);
+  return { host: p.host, port: p.port, logLevel: p['log-level'], generator: options };
 }
 
-function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
-  let node = target;
-  for (let i = 0; i < path.length - 1; i++) {
-    const key = path[i] ?? '';
-    const child = node[key];
-    if (child !== null && typeof child === 'object' && !Array.isArray(child)) {
-      node = child as Record<string, unknown>;
-    } else {
-      const created: Record<string, unknown> = {};
-      node[key] = created;
-      node = created;
-    }
-  }
-  node[path[path.length - 1] ?? ''] = value;
+/** The usage text of generator-main (`--help`). */
+export function generatorHelp(): string {
+  return formatHelp(
+    GENERATOR_FLAGS,
+    'node services/simulator/dist/generator-main.js [--flag value | --flag=value]...',
+    'Simulated vLLM generator: serves the OpenAI completions API and vLLM\'s weight-update\n' +
+      'routes on a simulated GPU. Everything it reports is simulated. Prints one JSON line\n' +
+      '{"event":"listening","url":...} on stdout when it serves; logs go to stderr.',
+  );
 }

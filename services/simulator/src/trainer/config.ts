@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseOrThrow } from '@tandem/common';
+import { formatHelp, readFlagSet, type FlagSet } from '../process-flags.js';
 
 /**
  * Options of the simulated trainer: a process that speaks the trainer
@@ -137,113 +138,173 @@ export interface TrainerProcessConfig {
   trainer: SimulatedTrainerConfig;
 }
 
-/** Where a flag's value goes. */
-interface FlagSpec {
-  env: string;
-  kind: 'number' | 'string';
-  /** Path into the trainer options, or undefined for a process field. */
-  path?: readonly string[];
-}
-
-/**
- * Command-line flags and their environment variables; a flag wins over its
- * variable. Only trainer-main.ts calls {@link loadTrainerProcessConfig}.
- */
-const FLAGS: Readonly<Record<string, FlagSpec>> = {
-  'log-level': { env: 'TANDEM_LOG_LEVEL', kind: 'string' },
-  server: { env: 'TANDEM_TRAINER_SERVER', kind: 'string', path: ['server'] },
-  'run-id': { env: 'TANDEM_RUN_ID', kind: 'string', path: ['runId'] },
-  'trainer-id': { env: 'TANDEM_TRAINER_ID', kind: 'string', path: ['trainerId'] },
-  'step-overhead-ms': { env: 'TANDEM_TRAINER_STEP_OVERHEAD_MS', kind: 'number', path: ['cost', 'stepOverheadMs'] },
-  'ms-per-kilo-token': { env: 'TANDEM_TRAINER_MS_PER_KILO_TOKEN', kind: 'number', path: ['cost', 'msPerKiloToken'] },
-  'time-scale': { env: 'TANDEM_TRAINER_TIME_SCALE', kind: 'number', path: ['cost', 'timeScale'] },
-  'pull-wait-ms': { env: 'TANDEM_TRAINER_PULL_WAIT_MS', kind: 'number', path: ['pullWaitMs'] },
-  'rpc-timeout-ms': { env: 'TANDEM_TRAINER_RPC_TIMEOUT_MS', kind: 'number', path: ['rpcTimeoutMs'] },
-  'max-receive-message-bytes': {
-    env: 'TANDEM_TRAINER_MAX_RECEIVE_MESSAGE_BYTES',
-    kind: 'number',
-    path: ['maxReceiveMessageBytes'],
-  },
-  'reconnect-initial-ms': { env: 'TANDEM_TRAINER_RECONNECT_INITIAL_MS', kind: 'number', path: ['reconnect', 'initialMs'] },
-  'reconnect-max-ms': { env: 'TANDEM_TRAINER_RECONNECT_MAX_MS', kind: 'number', path: ['reconnect', 'maxMs'] },
-  'give-up-after-ms': { env: 'TANDEM_TRAINER_GIVE_UP_AFTER_MS', kind: 'number', path: ['reconnect', 'giveUpAfterMs'] },
-  'crash-at-step': { env: 'TANDEM_TRAINER_CRASH_AT_STEP', kind: 'number', path: ['crashAtStep'] },
-  checkpoint: { env: 'TANDEM_TRAINER_CHECKPOINT', kind: 'string', path: ['checkpointPath'] },
-  'trained-log': { env: 'TANDEM_TRAINER_TRAINED_LOG', kind: 'string', path: ['trainedLogPath'] },
-  'group-size': { env: 'TANDEM_TRAINER_GROUP_SIZE', kind: 'number', path: ['expectedGroupSize'] },
-  'model-bytes': { env: 'TANDEM_TRAINER_MODEL_BYTES', kind: 'number', path: ['weightBroadcast', 'modelBytes'] },
-  'group-init-ms': { env: 'TANDEM_TRAINER_GROUP_INIT_MS', kind: 'number', path: ['weightBroadcast', 'groupInitMs'] },
-  'bandwidth-bytes-per-second': {
-    env: 'TANDEM_TRAINER_BANDWIDTH_BYTES_PER_SECOND',
-    kind: 'number',
-    path: ['weightBroadcast', 'bandwidthBytesPerSecond'],
-  },
-};
-
 const ProcessFieldsSchema = z.object({
   'log-level': z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
 /**
+ * Command-line flags and their environment variables; a flag wins over its
+ * variable. Also the source of `--help` and of the table in
+ * docs/operations.md. Only trainer-main.ts reads the process config.
+ */
+export const TRAINER_FLAGS: FlagSet<typeof ProcessFieldsSchema, typeof SimulatedTrainerConfigSchema> = {
+  what: 'trainer flags',
+  processSchema: ProcessFieldsSchema,
+  optionsSchema: SimulatedTrainerConfigSchema,
+  flags: {
+    'log-level': { env: 'TANDEM_LOG_LEVEL', kind: 'string', arg: 'LEVEL', help: 'pino level of the JSON logs on stderr' },
+    server: { env: 'TANDEM_TRAINER_SERVER', kind: 'string', arg: 'HOST:PORT', path: ['server'], help: 'control plane gRPC address' },
+    'run-id': { env: 'TANDEM_RUN_ID', kind: 'string', arg: 'ID', path: ['runId'], help: 'the run to train' },
+    'trainer-id': {
+      env: 'TANDEM_TRAINER_ID',
+      kind: 'string',
+      arg: 'ID',
+      path: ['trainerId'],
+      // trainer-main.ts supplies it, so that restarted trainers are told apart.
+      defaultText: 'sim-trainer-<hostname>-<pid>',
+      help: 'identity reported in `hello`',
+    },
+    'step-overhead-ms': {
+      env: 'TANDEM_TRAINER_STEP_OVERHEAD_MS',
+      kind: 'number',
+      path: ['cost', 'stepOverheadMs'],
+      help: 'simulated fixed cost of one optimizer step',
+    },
+    'ms-per-kilo-token': {
+      env: 'TANDEM_TRAINER_MS_PER_KILO_TOKEN',
+      kind: 'number',
+      path: ['cost', 'msPerKiloToken'],
+      help: 'simulated train time per 1000 completion tokens in the batch',
+    },
+    'time-scale': {
+      env: 'TANDEM_TRAINER_TIME_SCALE',
+      kind: 'number',
+      arg: 'F',
+      path: ['cost', 'timeScale'],
+      help: 'clock time per simulated time, training and broadcasts alike: 0.001 runs a thousand times faster',
+    },
+    'pull-wait-ms': {
+      env: 'TANDEM_TRAINER_PULL_WAIT_MS',
+      kind: 'number',
+      path: ['pullWaitMs'],
+      help: 'long poll asked for in each PullBatch (the control plane caps it)',
+    },
+    'rpc-timeout-ms': {
+      env: 'TANDEM_TRAINER_RPC_TIMEOUT_MS',
+      kind: 'number',
+      path: ['rpcTimeoutMs'],
+      help: 'deadline of every call beyond its long poll, and the wait for `welcome`',
+    },
+    'max-receive-message-bytes': {
+      env: 'TANDEM_TRAINER_MAX_RECEIVE_MESSAGE_BYTES',
+      kind: 'number',
+      path: ['maxReceiveMessageBytes'],
+      help: 'largest gRPC message accepted (one batch must fit)',
+    },
+    'reconnect-initial-ms': {
+      env: 'TANDEM_TRAINER_RECONNECT_INITIAL_MS',
+      kind: 'number',
+      path: ['reconnect', 'initialMs'],
+      help: 'first reconnect delay while the control plane is unreachable',
+    },
+    'reconnect-max-ms': {
+      env: 'TANDEM_TRAINER_RECONNECT_MAX_MS',
+      kind: 'number',
+      path: ['reconnect', 'maxMs'],
+      help: 'largest reconnect delay (capped exponential backoff with jitter)',
+    },
+    'give-up-after-ms': {
+      env: 'TANDEM_TRAINER_GIVE_UP_AFTER_MS',
+      kind: 'number',
+      path: ['reconnect', 'giveUpAfterMs'],
+      help: 'exit 1 after the control plane has been unreachable this long without one attach',
+    },
+    'crash-at-step': {
+      env: 'TANDEM_TRAINER_CRASH_AT_STEP',
+      kind: 'number',
+      path: ['crashAtStep'],
+      help: 'SIGKILL itself after pulling this step\'s batch, before acking it (crash tests)',
+    },
+    checkpoint: {
+      env: 'TANDEM_TRAINER_CHECKPOINT',
+      kind: 'string',
+      arg: 'PATH',
+      path: ['checkpointPath'],
+      help: 'JSON file of the last acked step and policy version: resumed from, written after every ack',
+    },
+    'trained-log': {
+      env: 'TANDEM_TRAINER_TRAINED_LOG',
+      kind: 'string',
+      arg: 'PATH',
+      path: ['trainedLogPath'],
+      help: 'JSONL file every trained step is appended to before its ack (the chaos suite\'s record)',
+    },
+    'group-size': {
+      env: 'TANDEM_TRAINER_GROUP_SIZE',
+      kind: 'number',
+      path: ['expectedGroupSize'],
+      help: 'completions per group to check batches against when `welcome` does not say',
+    },
+    'model-bytes': {
+      env: 'TANDEM_TRAINER_MODEL_BYTES',
+      kind: 'number',
+      path: ['weightBroadcast', 'modelBytes'],
+      help: 'bytes of the simulated weight broadcast per sync',
+    },
+    'group-init-ms': {
+      env: 'TANDEM_TRAINER_GROUP_INIT_MS',
+      kind: 'number',
+      path: ['weightBroadcast', 'groupInitMs'],
+      help: 'simulated time to (re)initialise the transfer group (first broadcast, new groupId)',
+    },
+    'bandwidth-bytes-per-second': {
+      env: 'TANDEM_TRAINER_BANDWIDTH_BYTES_PER_SECOND',
+      kind: 'number',
+      path: ['weightBroadcast', 'bandwidthBytesPerSecond'],
+      help: 'effective bandwidth of the simulated weight broadcast',
+    },
+    // Environment only: a secret in a flag would show in `ps`.
+    token: {
+      env: 'TANDEM_RUN_TOKEN',
+      kind: 'string',
+      path: ['token'],
+      envOnly: true,
+      secret: true,
+      help: 'the run\'s credential, sent as `authorization: Bearer` (needed when authentication is on)',
+    },
+    tls: { env: 'TANDEM_TRAINER_TLS', kind: 'boolean', path: ['tls'], envOnly: true, help: 'dial the control plane with TLS' },
+    'ca-file': {
+      env: 'TANDEM_TLS_CA_FILE',
+      kind: 'string',
+      path: ['caFile'],
+      envOnly: true,
+      help: 'CA (PEM) to verify the control plane\'s certificate with (unset: the system roots)',
+    },
+  },
+};
+
+/**
  * Builds the process config from argv (`--flag value` / `--flag=value`) and
- * env. Throws INVALID_ARGUMENT naming the bad field; an unknown flag throws
- * a plain Error naming it.
+ * env. Throws INVALID_ARGUMENT naming the flag or variable of each bad
+ * value; an unknown flag throws a plain Error naming it.
  */
 export function loadTrainerProcessConfig(input: {
   argv: readonly string[];
   env: Record<string, string | undefined>;
 }): TrainerProcessConfig {
-  const flags = readFlags(input.argv);
-  const processFields: Record<string, unknown> = {};
-  const options: Record<string, unknown> = {};
-  for (const [name, spec] of Object.entries(FLAGS)) {
-    const text = flags.get(name) ?? input.env[spec.env];
-    if (text === undefined || text === '') continue;
-    // A number that does not parse stays a string, so zod names the field.
-    const value = spec.kind === 'number' && text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : text;
-    if (spec.path === undefined) processFields[name] = value;
-    else setPath(options, spec.path, value);
-  }
-  // Environment only: secrets never travel as flags.
-  if (input.env.TANDEM_RUN_TOKEN) options.token = input.env.TANDEM_RUN_TOKEN;
-  if (input.env.TANDEM_TRAINER_TLS !== undefined && input.env.TANDEM_TRAINER_TLS !== '') options.tls = input.env.TANDEM_TRAINER_TLS === 'true' ? true : input.env.TANDEM_TRAINER_TLS === 'false' ? false : input.env.TANDEM_TRAINER_TLS;
-  if (input.env.TANDEM_TLS_CA_FILE) options.caFile = input.env.TANDEM_TLS_CA_FILE;
-  const p = parseOrThrow(ProcessFieldsSchema, processFields, 'trainer flags');
-  return { logLevel: p['log-level'], trainer: parseOrThrow(SimulatedTrainerConfigSchema, options, 'trainer flags') };
+  const { process: p, options } = readFlagSet(TRAINER_FLAGS, input);
+  return { logLevel: p['log-level'], trainer: options };
 }
 
-function readFlags(argv: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}"`);
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!Object.hasOwn(FLAGS, name)) throw new Error(`unknown flag --${name}`);
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      i++;
-    }
-    if (value === undefined) throw new Error(`flag --${name} needs a value`);
-    out.set(name, value);
-  }
-  return out;
-}
-
-function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
-  let node = target;
-  for (let i = 0; i < path.length - 1; i++) {
-    const key = path[i] ?? '';
-    const child = node[key];
-    if (child !== null && typeof child === 'object' && !Array.isArray(child)) {
-      node = child as Record<string, unknown>;
-    } else {
-      const created: Record<string, unknown> = {};
-      node[key] = created;
-      node = created;
-    }
-  }
-  node[path[path.length - 1] ?? ''] = value;
+/** The usage text of trainer-main (`--help`). */
+export function trainerHelp(): string {
+  return formatHelp(
+    TRAINER_FLAGS,
+    'node services/simulator/dist/trainer-main.js --run-id ID [--flag value | --flag=value]...',
+    'Simulated trainer: speaks the trainer protocol (tandem.v1.TrainerService) like the\n' +
+      'Python trainer agent but "trains" by sleeping for a time given by a cost model.\n' +
+      'Everything it reports is simulated. Prints one JSON line {"event":"done",...} on\n' +
+      'stdout at the end; logs go to stderr. Exit 0 when trained, ended or stopped; 1 on\n' +
+      'failure; 2 for a bad flag or variable.',
+  );
 }
