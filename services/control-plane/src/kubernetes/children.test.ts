@@ -18,6 +18,7 @@ import {
 import { MAX_RLRUN_NAME_LENGTH } from './crd/rlrun-crd.js';
 import type { KubeObject } from './resources.js';
 import { validateBuiltin } from './testing/builtin-validation.js';
+import { validateAgainstKubernetesSchema } from './testing/openapi-validation.js';
 import { TEST_SETTINGS } from './testing/kube-harness.js';
 
 /**
@@ -59,6 +60,35 @@ describe('child objects', () => {
         expect(`${name}-trainer-1023`.length).toBeLessThanOrEqual(63);
       }
     }
+  });
+
+  it('match Kubernetes\' OpenAPI schemas (kubernetes-models), for every example, active and scaled to zero', async () => {
+    let checked = 0;
+    for (const file of ['small-rlrun.yaml', 'multi-node-rlrun.yaml', 'simulated-rlrun.yaml']) {
+      const spec = example(file);
+      const objects = [
+        ...all(id, spec),
+        generatorStatefulSet(id, spec, TEST_SETTINGS, false),
+        rolloutWorkerDeployment(id, spec, TEST_SETTINGS, false),
+      ];
+      for (const o of objects) {
+        expect(await validateAgainstKubernetesSchema(o), `${file} ${o.kind}/${o.metadata.name}`).toEqual([]);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(24);
+  });
+
+  it('the schema check itself refuses what a real apiserver would not decode', async () => {
+    const sts = generatorStatefulSet(id, example('small-rlrun.yaml'), TEST_SETTINGS, true) as any;
+    sts.spec.replicas = 'two';
+    sts.spec.template.spec.containers[0].ports = [{ containerPort: '8000' }];
+    const errors = await validateAgainstKubernetesSchema(sts);
+    expect(errors).toEqual([
+      'StatefulSet/r-gen: spec.replicas: must be integer',
+      'StatefulSet/r-gen: spec.template.spec.containers[0].ports[0].containerPort: must be integer',
+    ]);
+    expect(await validateAgainstKubernetesSchema({ apiVersion: 'apps/v1', kind: 'StatefulSett', metadata: { name: 'x' } })).toEqual(['apps/v1 StatefulSett: not a built-in Kubernetes kind']);
   });
 
   it('a multi-node trainer: one Indexed Job over all nodes, GPUs per node, rendezvous at rank 0, Kueue label', () => {

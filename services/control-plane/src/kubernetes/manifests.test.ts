@@ -10,6 +10,7 @@ import type { KubernetesRuntime } from './kubernetes-runtime.js';
 import { RLRUN, type KubeObject } from './resources.js';
 import type { FakeControlPlane } from './testing/fake-control-plane.js';
 import { eventually, startKubeHarness, startReplica, type KubeHarness } from './testing/kube-harness.js';
+import { validateAgainstKubernetesSchema } from './testing/openapi-validation.js';
 
 /**
  * The shipped manifests: kustomize renders both overlays, `kubectl apply`
@@ -62,6 +63,8 @@ describe.skipIf(!KUBECTL)('kustomize overlays', () => {
           'ConfigMap/tandem-redis',
         ]),
       );
+      // Every built-in object decodes under Kubernetes' OpenAPI schemas; the CRD is checked as an apiextensions object.
+      for (const o of objects) expect(await validateAgainstKubernetesSchema(o), `${o.kind}/${o.metadata.name}`).toEqual([]);
       const ns = overlay === 'dev' ? 'tandem-dev' : 'tandem';
       for (const o of objects) if (!['CustomResourceDefinition', 'Namespace', 'PriorityClass', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind as string)) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe(ns);
       const deploy = objects.find((o) => o.kind === 'Deployment') as any;

@@ -4,6 +4,7 @@ import type { KubeObject, ResourceType } from '../resources.js';
 import { CONFIGMAP, DEPLOYMENT, ENDPOINTSLICE, EVENT, JOB, LEASE, POD, PVC, SECRET, SERVICE, STATEFULSET } from '../resources.js';
 import type { FieldError } from './schema-validator.js';
 import { validateBuiltin } from './builtin-validation.js';
+import { servedKindSchemaErrors } from './openapi-validation.js';
 
 /** What the fake apiserver knows about one kind. */
 export interface KindInfo extends ResourceType {
@@ -18,7 +19,7 @@ export interface KindInfo extends ResourceType {
   tracksGeneration: boolean;
   schema?: StructuralSchema;
   printerColumns?: PrinterColumn[];
-  /** Extra checks of built-in kinds (a fraction of the real apiserver's). */
+  /** Checks of built-in kinds: their OpenAPI schema and a fraction of the real apiserver's Go validation. */
   validate?: (obj: KubeObject, old: KubeObject | undefined) => FieldError[];
 }
 
@@ -31,7 +32,9 @@ function builtin(t: ResourceType, extra: Partial<KindInfo> = {}): KindInfo {
     statusSubresource: false,
     custom: false,
     tracksGeneration: false,
-    validate: (obj, old) => validateBuiltin(t.kind, obj, old),
+    // Kubernetes' OpenAPI schema first (can the apiserver decode it at
+    // all?), then the hand-written part of its Go validation.
+    validate: (obj, old) => [...servedKindSchemaErrors(obj), ...validateBuiltin(t.kind, obj, old)],
     ...extra,
   };
 }

@@ -208,7 +208,15 @@ export class FakeWorkloadControllers {
   }
 
   private writePodStatus(pod: KubeObject, phase: string, ready: boolean, restartCount: number): void {
-    const containers = ((pod.spec as { containers?: Array<{ name: string }> }).containers ?? []).map((c) => ({ name: c.name, ready, restartCount, started: phase === 'Running' }));
+    // A kubelet always reports the image it runs (required in the schema).
+    const containers = ((pod.spec as { containers?: Array<{ name: string; image?: string }> }).containers ?? []).map((c) => ({
+      name: c.name,
+      image: c.image ?? '',
+      imageID: `fake://${c.image ?? ''}`,
+      ready,
+      restartCount,
+      started: phase === 'Running',
+    }));
     this.store.update(this.k.pod, pod.metadata.namespace, pod.metadata.name as string, {
       ...pod,
       status: {
