@@ -238,6 +238,8 @@ describe('tandem runs ... against tandem up', () => {
     const oneRows = (runPart ?? '').trimEnd().split('\n');
     expect(oneRows).toHaveLength(2);
     expect(eventsPart).toMatch(/Normal\s+Accepted\s+run accepted: 5 steps/);
+    // Why nothing moves: the run is external, and what would make it simulated.
+    expect(eventsPart).toMatch(/Normal\s+External\s+no spec.simulation, so this control plane starts no processes/);
     expect(oneRows[1]).toMatch(/^cli-json\s+(Pending|Running)\s+0\/5\s+0\s+1\s/);
 
     // watch streams until the run ends, here by a cancel from another command.

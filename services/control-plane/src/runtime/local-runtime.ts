@@ -113,6 +113,14 @@ export class LocalRuntime implements RunRuntime {
       // Real generators and trainer run elsewhere: they register
       // (POST /v1/runs/{id}/generators) and attach (TrainerService) themselves.
       this.deps.log.info({ runId: record.id }, 'run has no spec.simulation: its generators and trainer are external');
+      // Without this a user who left `simulation` out sees a run that sits
+      // at step 0 with no generators, and no reason why.
+      await this.deps.journal?.(
+        record.id,
+        'Normal',
+        'External',
+        `no spec.simulation, so this control plane starts no processes for the run: it waits for generators to register (POST /v1/runs/${record.id}/generators), rollout workers to take its prompts and a trainer to attach (TrainerService); add \`simulation: {}\` to the spec to run it on simulated GPUs`,
+      ).catch(() => undefined);
       return;
     }
     const run: LocalRun = {
