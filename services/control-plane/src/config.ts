@@ -47,6 +47,11 @@ export const ControlPlaneEnv = z.object({
    * `none` starts nothing. @default local
    */
   TANDEM_RUNTIME: z.enum(['local', 'kubernetes', 'none']).default('local'),
+  /**
+   * How long an ended run's metric series stay exported (its final figures)
+   * before they are removed, in seconds; at least 300. @default 900
+   */
+  TANDEM_ENDED_RUN_METRICS_SECONDS: z.coerce.number().int().min(300).max(30 * 86_400).default(900),
   /** Largest HTTP request body accepted. @default 4194304 */
   TANDEM_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   /** Largest gRPC message the control plane receives (a SubmitRun with inline prompts). @default 16777216 */
@@ -62,6 +67,8 @@ export interface ControlPlaneConfig {
   keyPrefix: string;
   logLevel: string;
   maxPullWaitMs: number;
+  /** TANDEM_ENDED_RUN_METRICS_SECONDS, in ms. */
+  endedRunMetricsRetentionMs: number;
   maxRequestBytes: number;
   /** Largest gRPC message received (TANDEM_MAX_GRPC_MESSAGE_BYTES). */
   maxGrpcMessageBytes: number;
@@ -87,6 +94,7 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
     keyPrefix: e.TANDEM_KEY_PREFIX,
     logLevel: e.TANDEM_LOG_LEVEL,
     maxPullWaitMs: e.TANDEM_MAX_PULL_WAIT_MS,
+    endedRunMetricsRetentionMs: e.TANDEM_ENDED_RUN_METRICS_SECONDS * 1000,
     maxRequestBytes: e.TANDEM_MAX_REQUEST_BYTES,
     maxGrpcMessageBytes: e.TANDEM_MAX_GRPC_MESSAGE_BYTES,
     transferPort: e.TANDEM_TRANSFER_PORT,

@@ -143,6 +143,7 @@ export class ControlPlane {
     this.runs = new RunManager({
       store,
       metrics: this.metrics,
+      endedRunMetricsRetentionMs: config.endedRunMetricsRetentionMs,
       clock,
       log: deps.log,
       keyPrefix: config.keyPrefix,

@@ -99,10 +99,12 @@ export async function cleanupRunState(deps: Pick<ControlPlaneHooksDeps, 'runs' |
   } catch (err) {
     if (TandemError.from(err).code !== ErrorCode.NotFound) throw err;
   }
-  for (let i = 0; i < 50 && deps.runs().activeRunIds().includes(runId); i++) await deps.clock.sleep(100);
+  // (activeRunIds would also wait out the five minutes an ended run stays active for metrics.)
+  for (let i = 0; i < 50 && deps.runs().isAdmitting(runId); i++) await deps.clock.sleep(100);
   const redis = deps.store.redis;
   let deleted = 0;
   for await (const keys of scanKeys(redis, `${deps.keyPrefix}:{${runId}}:*`)) deleted += await redis.del(...keys);
   await redis.zrem(`${deps.keyPrefix}:runs`, runId);
+  await deps.runs().forgetRunMetrics(runId);
   deps.log.info({ runId, keysDeleted: deleted }, 'run state removed from Redis');
 }

@@ -11,6 +11,13 @@ const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
  * group, the broker trains one), so the outcome counters are fed from the
  * run's ledger in Redis (the one source of truth), as deltas, when scraped.
  */
+/** What every prom-client metric class has at run time (the registry's typings show less). */
+interface LabelledMetric {
+  labelNames?: string[];
+  get(): Promise<{ values: Array<{ labels: Record<string, string | number | undefined> }> }>;
+  remove(labels: Record<string, string>): void;
+}
+
 export class ControlPlaneMetrics {
   readonly registry = new Registry();
 
@@ -153,6 +160,8 @@ export class ControlPlaneMetrics {
 
   private readonly lastStats = new Map<string, Map<string, number>>();
   private readonly lastLedger = new Map<string, QueueSnapshot['ledger']>();
+  /** Runs whose series were removed: reading such a run later must not export them again. */
+  private readonly forgotten = new Set<string>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) {
@@ -166,6 +175,7 @@ export class ControlPlaneMetrics {
 
   /** Brings the gauges and ledger counters of one run up to date. */
   observeSnapshot(run: string, snap: QueueSnapshot): void {
+    if (this.forgotten.has(run)) return;
     this.queueDepth.set({ run }, snap.queueDepth);
     this.inFlight.set({ run }, snap.inFlight);
     this.policyVersion.set({ run }, snap.policyVersion);
@@ -192,6 +202,7 @@ export class ControlPlaneMetrics {
 
   /** Brings the generation counters of a run up to date from its `stats` hash. */
   observeGenerationStats(run: string, stats: Record<string, string>): void {
+    if (this.forgotten.has(run)) return;
     const prev = this.lastStats.get(run) ?? new Map<string, number>();
     for (const [field, raw] of Object.entries(stats)) {
       const value = Number(raw);
@@ -203,13 +214,35 @@ export class ControlPlaneMetrics {
     this.lastStats.set(run, prev);
   }
 
-  /** Removes every series of a run (after it is deleted). */
-  forgetRun(run: string): void {
-    for (const m of [this.trajectoryAge, this.groupsAdmitted, this.tokensWasted, this.tokensTrained, this.queueDepth, this.inFlight, this.policyVersion, this.trainerStep, this.queueCapacity, this.maxTrajectoryAge, this.runOpen, this.admissionWait, this.trainerWait]) {
-      m.remove({ run });
-    }
-    for (const outcome of ['trained', 'dropped_stale', 'failed', 'cancelled']) this.groups.remove({ run, outcome });
-    for (const reserved of ['true', 'false']) this.batchesServed.remove({ run, reserved });
+  /**
+   * Removes every series labelled with this run, whichever component set it
+   * (queue, ledger, weight sync, generators), so that a long-lived control
+   * plane does not export ended runs for ever. Later snapshots of the run
+   * (a GET of the ended run) do not bring them back. Returns how many
+   * series went.
+   */
+  async forgetRun(run: string): Promise<number> {
+    this.forgotten.add(run);
     this.lastLedger.delete(run);
+    this.lastStats.delete(run);
+    let removed = 0;
+    for (const m of this.registry.getMetricsAsArray()) {
+      // prom-client removes a series only by its complete label set; the
+      // label sets of this run are read back from the metric itself.
+      const metric = m as unknown as LabelledMetric;
+      const labelNames = metric.labelNames ?? [];
+      if (!labelNames.includes('run')) continue;
+      const seen = new Set<string>();
+      for (const { labels } of (await metric.get()).values) {
+        if (labels.run !== run) continue;
+        const full = Object.fromEntries(labelNames.filter((n) => labels[n] !== undefined).map((n) => [n, String(labels[n])]));
+        const key = JSON.stringify(full);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        metric.remove(full);
+        removed++;
+      }
+    }
+    return removed;
   }
 }

@@ -36,6 +36,11 @@ export interface RunStatusView {
   finishedAt: string;
 }
 
+/** An ended run stays "active" for metrics this long: rollout workers flush their last counters after the end. */
+const ACTIVE_AFTER_END_MS = 5 * 60_000;
+/** Default of {@link RunManagerDeps.endedRunMetricsRetentionMs}. */
+export const DEFAULT_ENDED_RUN_METRICS_RETENTION_MS = 15 * 60_000;
+
 /** Collaborators of the {@link RunManager}. */
 export interface RunManagerDeps {
   store: RolloutStore;
@@ -47,6 +52,12 @@ export interface RunManagerDeps {
   datasetFiles?: DatasetFilePolicy;
   /** Starts workloads; none means everything is external. */
   runtime?: RunRuntime;
+  /**
+   * How long an ended run's metric series stay exported (its final figures)
+   * before they are removed; at least the five minutes its counters still
+   * move. TANDEM_ENDED_RUN_METRICS_SECONDS. @default 900000
+   */
+  endedRunMetricsRetentionMs?: number;
   /** Called once when a run reaches a terminal phase (stop its weight sync). */
   onRunEnded?: (runId: string, phase: RunPhase, message: string) => Promise<void>;
   /**
@@ -84,6 +95,8 @@ export class RunManager {
   private readonly records: RunRecordStore;
   private readonly admitters = new Map<string, Admitter>();
   private readonly recentlyEnded = new Map<string, number>();
+  /** Ended runs whose metric series are still exported, with when they ended. */
+  private readonly metricsUntilForgotten = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(deps: RunManagerDeps) {
@@ -299,9 +312,29 @@ export class RunManager {
    * their last counters after the end).
    */
   activeRunIds(): string[] {
-    const cutoff = this.deps.clock.now() - 5 * 60_000;
+    const now = this.deps.clock.now();
+    const cutoff = now - ACTIVE_AFTER_END_MS;
     for (const [id, t] of this.recentlyEnded) if (t < cutoff) this.recentlyEnded.delete(id);
+    // Called on every scrape: also the moment to drop what is past retention.
+    const retention = Math.max(ACTIVE_AFTER_END_MS, this.deps.endedRunMetricsRetentionMs ?? DEFAULT_ENDED_RUN_METRICS_RETENTION_MS);
+    for (const [id, t] of this.metricsUntilForgotten) {
+      if (t >= now - retention) continue;
+      this.metricsUntilForgotten.delete(id);
+      this.forgetRunMetrics(id).catch((err: unknown) => this.log.warn({ err, runId: id }, 'removing an ended run’s metric series failed'));
+    }
     return [...new Set([...this.admitters.keys(), ...this.recentlyEnded.keys()])];
+  }
+
+  /** Whether this process still runs the run's admission (it has not ended here yet). */
+  isAdmitting(id: string): boolean {
+    return this.admitters.has(id);
+  }
+
+  /** Removes a run's metric series now (retention passed, or the run was deleted). */
+  async forgetRunMetrics(id: string): Promise<void> {
+    this.metricsUntilForgotten.delete(id);
+    const removed = await this.deps.metrics.forgetRun(id);
+    this.log.info({ runId: id, series: removed }, 'metric series of the ended run removed');
   }
 
   private startAdmitter(record: RunRecord): void {
@@ -328,6 +361,7 @@ export class RunManager {
     if (!this.admitters.has(id)) return; // stopped with the control plane, not ended
     this.admitters.delete(id);
     this.recentlyEnded.set(id, this.deps.clock.now());
+    this.metricsUntilForgotten.set(id, this.deps.clock.now());
     const view = await this.get(id).catch(() => undefined);
     this.log.info({ runId: id, phase: view?.status.phase, ledger: view?.status.ledger }, 'run ended');
     if (view?.status.phase === 'Succeeded') {
@@ -356,8 +390,12 @@ export class RunManager {
       this.deps.store.redis.hgetall(`${queue.keys.bullPrefix}:stats`),
       this.deps.store.generators(record.id).list(),
     ]);
-    this.deps.metrics.observeSnapshot(record.id, snap);
-    this.deps.metrics.observeGenerationStats(record.id, stats);
+    // An ended run's series are final once it is no longer active; a later
+    // read (tandem runs get of an old run) must not export them again.
+    if (!TERMINAL_PHASES.has(record.phase) || this.admitters.has(record.id) || this.metricsUntilForgotten.has(record.id)) {
+      this.deps.metrics.observeSnapshot(record.id, snap);
+      this.deps.metrics.observeGenerationStats(record.id, stats);
+    }
     const serving = gens.filter((g) => g.state === 'ready' || g.state === 'syncing').map((g) => g.policyVersion);
     let { phase, finishedAt, updatedAt, message } = record;
     if (!TERMINAL_PHASES.has(phase)) {

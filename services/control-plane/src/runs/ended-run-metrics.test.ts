@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger, systemClock, type Clock } from '@tandem/common';
+import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
+import { ControlPlane } from '../control-plane.js';
+import { loadConfig } from '../config.js';
+
+/**
+ * An ended run's series stay on /metrics (its final figures) for
+ * TANDEM_ENDED_RUN_METRICS_SECONDS, then go, and reading the old run later
+ * does not bring them back: a long-lived control plane does not export
+ * every run it ever had. Real Redis and HTTP; the clock runs ahead on demand.
+ */
+
+let redis: RedisServerHandle;
+let plane: ControlPlane;
+let http: string;
+let aheadMs = 0;
+const clock: Clock = { now: () => Date.now() + aheadMs, sleep: systemClock.sleep };
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  plane = await ControlPlane.create(
+    loadConfig({ TANDEM_REDIS_URL: redis.url, TANDEM_HTTP_PORT: '0', TANDEM_GRPC_PORT: '0', TANDEM_ENDED_RUN_METRICS_SECONDS: '600' }),
+    { log: silentLogger(), clock },
+  );
+  http = (await plane.start()).httpUrl;
+});
+afterAll(async () => {
+  await plane?.stop();
+  await redis?.stop();
+});
+
+async function seriesOf(run: string): Promise<string[]> {
+  const text = await (await fetch(`${http}/metrics`)).text();
+  return text.split('\n').filter((line) => !line.startsWith('#') && line.includes(`run="${run}"`));
+}
+
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('metrics of ended runs', () => {
+  it('are exported until the retention has passed, then removed for good', async () => {
+    const spec = { model: { name: 'tiny' }, dataset: { source: 'builtin', name: 'arithmetic', size: 10 }, reward: { kind: 'numeric' }, algorithm: { groupSize: 2, batchGroups: 2 }, maxSteps: 3 };
+    const keep = { runId: 'still-open', spec };
+    const ended = { runId: 'ends-early', spec };
+    for (const body of [keep, ended]) {
+      const res = await fetch(`${http}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(res.status).toBe(201);
+    }
+    expect((await fetch(`${http}/v1/runs/ends-early:cancel`, { method: 'POST', body: '{}' })).status).toBe(200);
+    // Its final figures: the cancelled ledger is on /metrics once admission has ended.
+    await until(async () => !plane.runs.isAdmitting('ends-early'), 'admission of the cancelled run to end');
+    expect(await seriesOf('ends-early')).toContain('tandem_run_open{run="ends-early"} 0');
+    expect((await seriesOf('ends-early')).some((l) => l.startsWith('tandem_groups_total{run="ends-early",outcome="cancelled"}'))).toBe(true);
+
+    // Still there just before the retention ends.
+    aheadMs = 599_000;
+    expect((await seriesOf('ends-early')).length).toBeGreaterThan(0);
+    // Past it: the next scrapes drop them (the removal runs beside the scrape that notices).
+    aheadMs = 601_000;
+    await until(async () => (await seriesOf('ends-early')).length === 0, 'the ended run’s series to go');
+    expect((await seriesOf('still-open')).length).toBeGreaterThan(0);
+
+    // Reading the old run answers as before, and exports nothing again.
+    const got = await fetch(`${http}/v1/runs/ends-early`);
+    expect(got.status).toBe(200);
+    expect(((await got.json()) as { status: { phase: string } }).status.phase).toBe('Cancelled');
+    expect(await seriesOf('ends-early')).toEqual([]);
+  });
+});
