@@ -47,6 +47,18 @@ describe('admitter', () => {
     await prompts.close();
   });
 
+  it('ends as soon as the run ends, not a sweep interval later', async () => {
+    // The sweep interval here is a minute: the old loop waited it out (and
+    // this test timed out) before noticing that admission had ended.
+    const { queue, prompts, admitter } = await setup();
+    const done = admitter.start();
+    for (let i = 0; i < 100 && (await queue.snapshot()).inFlight < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    await queue.close('cancelled');
+    await done;
+    expect((await queue.snapshot()).state).toBe('cancelled');
+    await prompts.close();
+  });
+
   it('sweep re-enqueues an admitted group whose job is missing, and only that one', async () => {
     const { queue, prompts, admitter } = await setup();
     const a = await queue.tryAdmit();

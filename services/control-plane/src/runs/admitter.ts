@@ -41,6 +41,8 @@ export class Admitter {
   private readonly admitTimeoutMs: number;
   private readonly sweepIntervalMs: number;
   private readonly abort = new AbortController();
+  /** Ends the sweep's sleep once admission has ended (else the run's end is noticed up to one sweep interval late). */
+  private readonly admissionDone = new AbortController();
   private loop: Promise<void> | undefined;
   private pending: PromptJob[] = [];
   private flushing: Promise<void> | undefined;
@@ -53,7 +55,7 @@ export class Admitter {
 
   /** Starts admitting; resolves when the run ends or `stop` is called. */
   start(): Promise<void> {
-    this.loop ??= Promise.all([this.admitLoop(), this.sweepLoop()]).then(() => undefined);
+    this.loop ??= Promise.all([this.admitLoop().finally(() => this.admissionDone.abort()), this.sweepLoop()]).then(() => undefined);
     return this.loop;
   }
 
@@ -140,7 +142,7 @@ export class Admitter {
   }
 
   private async sweepLoop(): Promise<void> {
-    const signal = this.abort.signal;
+    const signal = AbortSignal.any([this.abort.signal, this.admissionDone.signal]);
     while (!signal.aborted) {
       try {
         await this.deps.clock.sleep(this.sweepIntervalMs, signal);
