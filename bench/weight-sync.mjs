@@ -186,7 +186,7 @@ function fakeAdmins(count, transferMs, onAllResumed) {
   const admin = {
     health: done,
     worldSize: async () => 1,
-    initWeightTransferEngine: done,
+    initWeightTransferEngine: async () => 'init',
     pause: done,
     startWeightUpdate: done,
     finishWeightUpdate: done,

@@ -140,7 +140,11 @@ describe('generation side, end to end (real processes)', () => {
     const runId = 'gen-a';
     const spec = { maxSteps: 8, batchGroups: 4, k: 1 };
     await rig.api.submitRun(runId, runSpec({ ...spec, groupSize: 4 }));
-    const gens = await startGenerators(runId);
+    // g1 behaves like vLLM ≤ 0.25 (packing settings per update, refused at
+    // init); the others like current vLLM. The coordinator learns which is
+    // which when they join, and every sync reaches all three.
+    const gens = await Promise.all(['g0', 'g1', 'g2'].map((id) => rig.startGenerator(id, id === 'g1' ? ['--packing-placement', 'update'] : [])));
+    for (const g of gens) await rig.api.registerGenerator(runId, g.id, g.url);
     const [workers, trainer] = await Promise.all([rig.startWorkers(runId, 2), rig.startTrainer(runId)]);
     const f = await finish(runId, trainer.report(RUN_LIMIT_MS), workers);
 

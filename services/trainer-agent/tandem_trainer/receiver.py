@@ -32,12 +32,38 @@ from .transfer_group import GroupSpec, TorchTransferGroup, TransferError, receiv
 
 MAX_MODEL_LEN = 4096
 
+_GROUP_FIELDS = ("master_address", "master_port", "rank_offset", "world_size")
+_PACKING_FIELDS = ("packed", "packed_buffer_size_bytes", "packed_num_buffers")
+_LAYOUT_FIELDS = ("names", "dtype_names", "shapes", "is_checkpoint_format")
+
+
+def _refuse_unknown(info: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    """vLLM builds its NCCL infos with ``Dataclass(**dict)``: a field its
+    release does not define is refused before anything else happens."""
+    unknown = [k for k in info if k not in allowed]
+    if unknown:
+        raise HttpError(500, {"error": f"Invalid {what} for NCCLWeightTransferEngine: unexpected keyword argument {unknown[0]!r}"})
+
 
 class ReceiverState:
     """Model, pause state and transfer group of one receiver."""
 
-    def __init__(self, model: TinyLM, *, model_name: str, bind_host: str, backend: str, join_timeout_s: float, update_timeout_s: float) -> None:
+    def __init__(
+        self,
+        model: TinyLM,
+        *,
+        model_name: str,
+        bind_host: str,
+        backend: str,
+        join_timeout_s: float,
+        update_timeout_s: float,
+        packing_placement: str = "init",
+    ) -> None:
         self.model = model
+        #: Where the packing settings come, as in the vLLM release mimicked:
+        #: ``init`` (current: in init_info) or ``update`` (<= 0.25: in every update_info).
+        self.packing_placement = packing_placement
+        self.init_packing: dict[str, Any] = {}
         self.model_name = model_name
         self.bind_host = bind_host
         self.backend = backend
@@ -86,6 +112,8 @@ class ReceiverState:
     def init_group(self, init: Any) -> None:
         if not isinstance(init, dict):
             raise HttpError(400, {"detail": "Missing 'init_info' in request body"})
+        at_init = self.packing_placement == "init"
+        _refuse_unknown(init, _GROUP_FIELDS + _PACKING_FIELDS if at_init else _GROUP_FIELDS, "init_info")
         try:
             spec = GroupSpec(
                 master_address=str(init["master_address"]),
@@ -105,6 +133,7 @@ class ReceiverState:
                 self.group = TorchTransferGroup.open(spec, self.backend)  # type: ignore[arg-type]  # CLI-checked
             except TransferError as err:
                 raise HttpError(500, {"error": str(err)}) from err
+            self.init_packing = {k: init[k] for k in _PACKING_FIELDS if k in init} if at_init else {}
         self.counters["inits"] += 1
 
     def start_update(self) -> None:
@@ -114,6 +143,9 @@ class ReceiverState:
         self.update_state = "failed"  # until the whole broadcast has arrived
         if not isinstance(info, dict):
             raise HttpError(400, {"detail": "Missing 'update_info' in request body"})
+        per_update = self.packing_placement == "update"
+        _refuse_unknown(info, _LAYOUT_FIELDS + _PACKING_FIELDS if per_update else _LAYOUT_FIELDS, "update_info")
+        packing = info if per_update else self.init_packing
         try:
             layout = ModelLayout.from_update_info(info)
         except ValueError as err:
@@ -122,8 +154,8 @@ class ReceiverState:
             raise HttpError(400, {"error": "update_info.names is empty: nothing would be received while the trainer broadcasts"})
         if layout != self.layout:
             raise HttpError(500, {"error": "update_info does not describe this model (names, dtypes or shapes differ)"})
-        buffer_size = int(info.get("packed_buffer_size_bytes") or DEFAULT_PACKED_BUFFER_SIZE_BYTES)
-        if not info.get("packed", False):
+        buffer_size = int(packing.get("packed_buffer_size_bytes") or DEFAULT_PACKED_BUFFER_SIZE_BYTES)
+        if not packing.get("packed", False):
             buffer_size = 1  # one tensor per broadcast: every chunk closes after one tensor
         staged: dict[str, torch.Tensor] = {}
         with self.group_lock:
@@ -360,6 +392,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
     p.add_argument("--join-timeout-s", type=float, default=60.0)
     p.add_argument("--update-timeout-s", type=float, default=60.0)
+    p.add_argument(
+        "--packing-placement",
+        choices=["init", "update"],
+        default="init",
+        help="where the NCCL packing settings come: init_info (current vLLM) or update_info (vLLM <= 0.25)",
+    )
     args = p.parse_args(argv)
     configure_logging()
     torch.set_num_threads(1)
@@ -370,6 +408,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         backend=args.backend,
         join_timeout_s=args.join_timeout_s,
         update_timeout_s=args.update_timeout_s,
+        packing_placement=args.packing_placement,
     )
     receiver = Receiver(state, args.host, args.port).start()
     sys.stdout.write(json.dumps({"event": "listening", "url": receiver.url}) + "\n")

@@ -198,8 +198,9 @@ class Stack:
         items = [x for x in out if x != ""]
         return dict(zip(items[0::2], items[1::2]))
 
-    def start_receiver(self, name: str, seed: int) -> tuple[Proc, str]:
-        p = self.spawn(name, [PYTHON, "-m", "tandem_trainer.receiver", "--seed", str(seed), "--join-timeout-s", "30", "--update-timeout-s", "30"], {})
+    def start_receiver(self, name: str, seed: int, packing_placement: str = "init") -> tuple[Proc, str]:
+        args = ["--seed", str(seed), "--join-timeout-s", "30", "--update-timeout-s", "30", "--packing-placement", packing_placement]
+        p = self.spawn(name, [PYTHON, "-m", "tandem_trainer.receiver", *args], {})
         return p, p.event("listening", 30)["url"]
 
     def start_worker(self, run_id: str) -> Proc:

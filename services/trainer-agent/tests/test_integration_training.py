@@ -43,7 +43,10 @@ def test_trains_and_syncs_two_receivers(stack: Stack, tmp_path: Path) -> None:
     run_id = "train-sync"
     max_steps = 5
     stack.submit(run_id, run_spec(max_steps, {"kind": "regex", "pattern": "[0-9]"}))
-    receivers = [stack.start_receiver(f"receiver-{i}", seed=i + 1) for i in range(2)]
+    # One receiver takes the packing settings at init like current vLLM, the
+    # other per update like vLLM <= 0.25; the coordinator learns which when
+    # they join, and both must end bit-identical to the trainer.
+    receivers = [stack.start_receiver(f"receiver-{i}", seed=i + 1, packing_placement=("init", "update")[i]) for i in range(2)]
     for i, (_proc, url) in enumerate(receivers):
         stack.register_generator(run_id, f"gen-{i}", url)
     step_log_path = tmp_path / "steps.jsonl"

@@ -74,15 +74,31 @@ def test_admin_routes_and_update_errors(rx: Receiver) -> None:
     assert http_json("GET", rx.url + "/v1/models")[1]["data"][0]["max_model_len"] > 0
     assert http_json("POST", rx.url + "/init_weight_transfer_engine", {})[0] == 400
     assert http_json("POST", rx.url + "/start_weight_update", {"is_checkpoint_format": True})[0] == 200
-    status, out = http_json("POST", rx.url + "/update_weights", {"update_info": {"names": [], "dtype_names": [], "shapes": [], "packed": True}})
+    status, out = http_json("POST", rx.url + "/update_weights", {"update_info": {"names": [], "dtype_names": [], "shapes": []}})
     assert status == 400 and "empty" in out["error"]
-    info = {"names": ["embed.weight"], "dtype_names": ["float32"], "shapes": [[3]], "packed": True}
+    info = {"names": ["embed.weight"], "dtype_names": ["float32"], "shapes": [[3]]}
     status, out = http_json("POST", rx.url + "/update_weights", {"update_info": info})
     assert status == 500 and "does not describe this model" in out["error"]
     # Closing a failed update records no version: those weights are nobody's.
     status, out = http_json("POST", rx.url + "/finish_weight_update", {"weight_version": "3", "tandem_policy_version": 3})
     assert status == 200 and out["tandem_policy_version"] == -1
     assert http_json("GET", rx.url + "/tandem/checksum")[1]["history"] == []
+
+
+@pytest.mark.parametrize("placement", ["init", "update"])
+def test_packing_fields_are_taken_only_where_the_mimicked_vllm_takes_them(placement: str) -> None:
+    state = ReceiverState(make_tiny_model(1, 8), model_name="tiny", bind_host="127.0.0.1", backend="gloo", join_timeout_s=5, update_timeout_s=5, packing_placement=placement)
+    rx = Receiver(state).start()
+    try:
+        group = {"master_address": "127.0.0.1", "master_port": 1, "rank_offset": 1, "world_size": 2}
+        packing = {"packed": True, "packed_buffer_size_bytes": 1024, "packed_num_buffers": 2}
+        layout = {"names": ["embed.weight"], "dtype_names": ["float32"], "shapes": [[3]]}
+        refused_at = ("init_info", {**group, **packing}) if placement == "update" else ("update_info", {**layout, **packing})
+        route = "/init_weight_transfer_engine" if refused_at[0] == "init_info" else "/update_weights"
+        status, out = http_json("POST", rx.url + route, {refused_at[0]: refused_at[1]})
+        assert status == 500 and out["error"] == f"Invalid {refused_at[0]} for NCCLWeightTransferEngine: unexpected keyword argument 'packed'"
+    finally:
+        rx.stop()
 
 
 def test_keep_alive_requests_with_ignored_bodies(rx: Receiver) -> None:

@@ -35,6 +35,12 @@ describe('admitter', () => {
     const { queue, prompts, admitter } = await setup();
     void admitter.start();
     for (let i = 0; i < 100 && (await queue.snapshot()).inFlight < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    // Admission and the enqueue are pipelined: a group is in flight a moment before its job exists.
+    const jobsExist = async (): Promise<boolean> => {
+      for (const g of await queue.inFlightGroups()) if (!(await prompts.has(g.groupId))) return false;
+      return true;
+    };
+    for (let i = 0; i < 200 && !(await jobsExist()); i++) await new Promise((r) => setTimeout(r, 10));
     const inflight = await queue.inFlightGroups();
     expect(inflight.map((g) => g.targetStep).sort()).toEqual([0, 0, 1, 1]);
     for (const g of inflight) {

@@ -7,7 +7,7 @@ import type { ControlMessage } from '@tandem/protocol';
 import { TrainerSessions } from '../broker/trainer-sessions.js';
 import { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 import { WeightSyncCoordinator } from './weight-sync-coordinator.js';
-import type { VllmAdmin } from './vllm-admin-client.js';
+import type { PackingPlacement, VllmAdmin } from './vllm-admin-client.js';
 
 /**
  * The coordinator against a real Redis (registry, queue) with in-process
@@ -28,8 +28,12 @@ afterAll(async () => {
 
 interface FakeGenerator {
   calls: string[];
-  /** The layouts /update_weights was given. */
+  /** The layouts /update_weights was given (with packing for `update`-placement generators). */
   layouts?: unknown[];
+  /** Where its vLLM takes the packing (default: `init`, current vLLM). */
+  placement?: PackingPlacement;
+  /** The packing it was given at init. */
+  initPacking?: unknown;
   hangOn?: string;
   failOn?: string;
 }
@@ -49,12 +53,17 @@ function fakeAdmin(gens: Map<string, FakeGenerator>): (url: string) => VllmAdmin
       health: async () => undefined,
       load: async () => ({ busySeconds: 0 }),
       worldSize: async (d) => (await act('world_size', d), 1),
-      initWeightTransferEngine: (_i, d) => act('init', d),
+      initWeightTransferEngine: async (_i, packing, d) => {
+        await act('init', d);
+        const placement = g.placement ?? 'init';
+        if (placement === 'init') g.initPacking = packing;
+        return placement;
+      },
       pause: (mode, d) => act(`pause:${mode}`, d),
       resume: (d) => act('resume', d),
       startWeightUpdate: (d) => act('start', d),
-      updateWeights: (info, v, d) => {
-        (g.layouts ??= []).push(info);
+      updateWeights: (layout, packing, placement, v, d) => {
+        (g.layouts ??= []).push(placement === 'update' ? { ...layout, ...packing } : layout);
         return act(`update:${v}`, d);
       },
       finishWeightUpdate: (v, d) => act(`finish:${v}`, d),
@@ -151,7 +160,7 @@ describe('weight-sync coordinator', () => {
     await t.coordinator.stop();
   });
 
-  it('does not sync a real trainer until it has sent its weight layout', async () => {
+  it('does not sync a real trainer until it has sent its weight layout; gives each vLLM the packing where it takes it', async () => {
     const t = await setup({ generators: 2, simulated: false });
     t.coordinator.weightsReady(1, '');
     // Several loop rounds (kicked and timed) pass without a sync.
@@ -160,10 +169,28 @@ describe('weight-sync coordinator', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(t.sent.filter((m) => m.kind?.$case === 'sendWeights')).toEqual([]);
     expect([...t.gens.values()].flatMap((g) => g.calls)).toEqual([]);
-    const layout = { names: ['w'], dtype_names: ['float32'], shapes: [[2, 2]], packed: true };
-    t.coordinator.weightsReady(1, JSON.stringify(layout));
+    const layout = { names: ['w'], dtype_names: ['float32'], shapes: [[2, 2]] };
+    const packing = { packed: true, packed_buffer_size_bytes: 1024, packed_num_buffers: 2 };
+    // One generator runs a vLLM that takes the packing per update (≤ 0.25), one takes it at init.
+    const [older, newer] = [...t.gens.values()] as [FakeGenerator, FakeGenerator];
+    older.placement = 'update';
+    t.coordinator.weightsReady(1, JSON.stringify({ ...layout, ...packing }));
     await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
-    for (const g of t.gens.values()) expect(g.layouts).toEqual([layout]);
+    expect(older.layouts).toEqual([{ ...layout, ...packing }]);
+    expect(older.initPacking).toBeUndefined();
+    expect(newer.layouts).toEqual([layout]);
+    expect(newer.initPacking).toEqual(packing);
+    // The same packing keeps the group; a new one re-forms it (init-placed packing is fixed per group).
+    t.coordinator.weightsReady(2, JSON.stringify({ ...layout, ...packing }));
+    await until(async () => (await t.queue.snapshot()).policyVersion === 2, 'version 2 published');
+    t.coordinator.weightsReady(3, JSON.stringify({ ...layout, ...packing, packed_buffer_size_bytes: 4096 }));
+    await until(async () => (await t.queue.snapshot()).policyVersion === 3, 'version 3 published');
+    expect(t.coordinator.reports.map((r) => [r.policyVersion, r.groupReformed])).toEqual([
+      [1, true],
+      [2, false],
+      [3, true],
+    ]);
+    expect(newer.initPacking).toEqual({ ...packing, packed_buffer_size_bytes: 4096 });
     await t.coordinator.stop();
   });
 

@@ -4,7 +4,7 @@ import { ControlMessage, type WeightsSent } from '@tandem/protocol';
 import type { GeneratorRecord, GeneratorRegistry, RolloutQueue } from '@tandem/rollout-queue';
 import type { TrainerSessions } from '../broker/trainer-sessions.js';
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
-import type { UpdateInfo, VllmAdmin } from './vllm-admin-client.js';
+import { splitUpdateInfo, type PackingPlacement, type UpdateInfo, type VllmAdmin } from './vllm-admin-client.js';
 
 /** Settings of one run's coordinator. */
 export interface WeightSyncSettings {
@@ -88,6 +88,10 @@ export class WeightSyncCoordinator {
   private readonly log: Logger;
   private wantedVersion = -1;
   private updateInfo: UpdateInfo = EMPTY_UPDATE_INFO;
+  /** Where each generator of the current group takes the packing (learnt when it joined). */
+  private readonly placements = new Map<string, PackingPlacement>();
+  /** The packing the current group was formed with (init-placed packing cannot change without re-forming). */
+  private groupPacking = '';
   private groupKey = '';
   private groupId = '';
   /** Whether the wait for a real trainer's weight layout was logged (once per coordinator). */
@@ -261,7 +265,8 @@ export class WeightSyncCoordinator {
     // 1. (Re-)form the transfer group when membership changed: world sizes
     //    first (cheap), so that ranks are known before anyone joins.
     const key = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
-    const reformed = key !== this.groupKey;
+    const { layout, packing } = splitUpdateInfo(this.updateInfo);
+    const reformed = key !== this.groupKey || JSON.stringify(packing) !== this.groupPacking;
     // Unchanged membership keeps the group's size (generators may hold
     // several ranks each with tensor parallelism).
     let worldSize = this.groupWorldSize;
@@ -289,13 +294,17 @@ export class WeightSyncCoordinator {
     const trainerSend = this.sendFromTrainer(version, syncId, worldSize, reformed, transferRemaining());
     if (reformed) {
       const masterAddress = this.deps.sessions.get(runId)?.address ?? '127.0.0.1';
-      await phase('init', (admin, g) =>
-        admin.initWeightTransferEngine(
+      this.placements.clear();
+      await phase('init', async (admin, g) => {
+        const placement = await admin.initWeightTransferEngine(
           { master_address: masterAddress, master_port: this.settings.transferPort, rank_offset: offsets.get(g.id) ?? 1, world_size: worldSize },
+          packing,
           transferRemaining(),
-        ),
-      );
+        );
+        this.placements.set(g.id, placement);
+      });
       this.groupKey = alive.map((g) => `${g.id}@${g.url}`).sort().join(',');
+      this.groupPacking = JSON.stringify(packing);
       log.info({ generators: alive.map((g) => g.id), worldSize }, 'transfer group formed');
     }
 
@@ -306,7 +315,7 @@ export class WeightSyncCoordinator {
     // 3. The generators receive while the trainer broadcasts.
     const [sent] = await Promise.all([
       trainerSend,
-      phase('update', (admin) => admin.updateWeights(this.updateInfo, version, transferRemaining())),
+      phase('update', (admin, g) => admin.updateWeights(layout, packing, this.placements.get(g.id) ?? 'init', version, transferRemaining())),
     ]);
     phasesMs.broadcast = clock.now() - t0;
     const sentVersion = sent.ok ? sent.policyVersion : version;

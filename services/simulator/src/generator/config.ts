@@ -44,6 +44,15 @@ export const WeightTransferOptionsSchema = z.object({
   /** Effective NCCL broadcast bandwidth. @default 10e9 */
   bandwidthBytesPerSecond: z.number().positive().default(10e9),
   /**
+   * Which vLLM's NCCL engine to mimic: `init` takes the packing settings
+   * (`packed`, `packed_buffer_size_bytes`, `packed_num_buffers`) in
+   * `init_info` and only names/dtypes/shapes in `update_info` (current
+   * vLLM); `update` takes them in every `update_info` and exactly four
+   * fields in `init_info` (vLLM ≤ 0.25). Either refuses the other's fields
+   * with 500, as vLLM's `**dict` dataclass parsing does. @default init
+   */
+  packingPlacement: z.enum(['init', 'update']).default('init'),
+  /**
    * Reject out-of-order calls (update without start, finish without start,
    * start twice) with 409. Upstream vLLM does not always check; being strict
    * here catches coordinator bugs that real vLLM would turn into hangs.
@@ -230,6 +239,13 @@ export const GENERATOR_FLAGS: FlagSet<typeof ProcessFieldsSchema, typeof Generat
       kind: 'number',
       path: ['weightTransfer', 'bandwidthBytesPerSecond'],
       help: 'effective NCCL broadcast bandwidth of weight updates',
+    },
+    'packing-placement': {
+      env: 'TANDEM_SIM_PACKING_PLACEMENT',
+      kind: 'string',
+      arg: 'WHERE',
+      path: ['weightTransfer', 'packingPlacement'],
+      help: 'where the NCCL packing settings go: init_info (current vLLM) or update_info (vLLM <= 0.25)',
     },
     'error-fraction': {
       env: 'TANDEM_SIM_ERROR_FRACTION',

@@ -159,17 +159,40 @@ describe('simulated generator: pause and weight updates', () => {
     expect(a.text).toContain('not initialized');
   });
 
+  it('takes the NCCL packing settings where the mimicked vLLM does, and refuses them elsewhere with 500', async () => {
+    const packing = { packed: true, packed_buffer_size_bytes: 1 << 20, packed_num_buffers: 2 };
+    const layout = { names: ['w'], dtype_names: ['float32'], shapes: [[4]] };
+    const current = await start();
+    const refusedInUpdate = async (url: string): Promise<void> => {
+      await post(url, '/start_weight_update', {});
+      const r = await post(url, '/update_weights', { update_info: { ...layout, ...packing } });
+      expect(r).toMatchObject({ status: 500, json: { error: { message: "Invalid update_info for NCCLWeightTransferEngine: unexpected keyword argument 'packed'" } } });
+      expect((await post(url, '/update_weights', { update_info: layout })).json).toEqual({ message: 'Weights updated' });
+      await post(url, '/finish_weight_update');
+    };
+    expect((await post(current.url, '/init_weight_transfer_engine', { init_info: { ...INIT_INFO, ...packing } })).status).toBe(200);
+    await refusedInUpdate(current.url);
+
+    const older = await start({ weightTransfer: { packingPlacement: 'update' } });
+    const refusedAtInit = await post(older.url, '/init_weight_transfer_engine', { init_info: { ...INIT_INFO, ...packing } });
+    expect(refusedAtInit).toMatchObject({ status: 500, json: { error: { message: "Invalid init_info for NCCLWeightTransferEngine: unexpected keyword argument 'packed'" } } });
+    expect((await post(older.url, '/init_weight_transfer_engine', { init_info: INIT_INFO })).status).toBe(200);
+    await post(older.url, '/start_weight_update', {});
+    expect((await post(older.url, '/update_weights', { update_info: { ...layout, ...packing } })).json).toEqual({ message: 'Weights updated' });
+    await post(older.url, '/finish_weight_update');
+  });
+
   it('publishes a new version through the TRL sequence and reports it per request', async () => {
     const s = await start({ weightTransfer: { modelBytes: 1e6, bandwidthBytesPerSecond: 1e9 } });
     const before = await post(s.url, '/v1/completions', TRL_REQUEST);
     expect(before.headers.get('x-tandem-max-policy-version')).toBe('0');
-    await post(s.url, '/init_weight_transfer_engine', { init_info: INIT_INFO });
+    await post(s.url, '/init_weight_transfer_engine', { init_info: { ...INIT_INFO, packed: true } });
     await post(s.url, '/pause?mode=keep');
     expect((await post(s.url, '/start_weight_update', { is_checkpoint_format: true })).json).toEqual({
       message: 'Weight update started',
     });
     const update = await post(s.url, '/update_weights', {
-      update_info: { names: ['w'], dtype_names: ['bfloat16'], shapes: [[1024, 1024]], packed: true },
+      update_info: { names: ['w'], dtype_names: ['bfloat16'], shapes: [[1024, 1024]] },
     });
     expect(update.json).toEqual({ message: 'Weights updated' });
     const finish = await post(s.url, '/finish_weight_update');

@@ -108,6 +108,23 @@ function tandemVersion(body: Record<string, unknown>, url: URL): number | null {
   return n;
 }
 
+const GROUP_FIELDS = ['master_address', 'master_port', 'rank_offset', 'world_size'];
+const PACKING_FIELDS = ['packed', 'packed_buffer_size_bytes', 'packed_num_buffers'];
+const LAYOUT_FIELDS = ['names', 'dtype_names', 'shapes', 'is_checkpoint_format'];
+
+/**
+ * vLLM builds its NCCL init and update infos with `Dataclass(**dict)`, so a
+ * field the release does not define is a TypeError, answered 500 before
+ * anything else happens. Where the packing fields belong depends on the
+ * release (config `weightTransfer.packingPlacement`).
+ */
+function refuseUnknownFields(info: Record<string, unknown>, allowed: readonly string[], what: 'init_info' | 'update_info'): void {
+  const unknown = Object.keys(info).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) {
+    throw new TandemError(ErrorCode.Internal, `Invalid ${what} for NCCLWeightTransferEngine: unexpected keyword argument '${unknown[0]}'`);
+  }
+}
+
 /** `POST /init_weight_transfer_engine` with `{"init_info": {...}}`. */
 export const initWeightTransferEngine: RouteHandler = async (ctx, req, res) => {
   const body = await readObjectBody(ctx, req, res);
@@ -119,6 +136,8 @@ export const initWeightTransferEngine: RouteHandler = async (ctx, req, res) => {
   }
   try {
     if (initInfo === undefined) throw new TandemError(ErrorCode.Internal, 'init_info must be an object');
+    const atInit = ctx.config.weightTransfer.packingPlacement === 'init';
+    refuseUnknownFields(initInfo, atInit ? [...GROUP_FIELDS, ...PACKING_FIELDS] : GROUP_FIELDS, 'init_info');
     const info = ctx.weights.initTransferEngine(initInfo);
     ctx.log.info({ ...info }, 'weight transfer engine initialised (simulated NCCL group)');
     sendJson(res, 200, { message: 'Weight transfer initialized' });
@@ -194,6 +213,8 @@ export const updateWeights: RouteHandler = async (ctx, req, res, url) => {
   try {
     const updateInfo = asRecord(body['update_info']);
     if (updateInfo === undefined) throw new TandemError(ErrorCode.Internal, 'update_info must be an object');
+    const perUpdate = ctx.config.weightTransfer.packingPlacement === 'update';
+    refuseUnknownFields(updateInfo, perUpdate ? [...LAYOUT_FIELDS, ...PACKING_FIELDS] : LAYOUT_FIELDS, 'update_info');
     const bytes = updateBytes(updateInfo, ctx.config.weightTransfer.modelBytes);
     const version = tandemVersion(body, url);
     ctx.engine.transition(() => ctx.weights.beginReceive(version));
