@@ -16,13 +16,13 @@ import os
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Optional, cast
 
 from .agent import SingleProcess, TorchDistCollective, TrainerAgent, TrainingSetup
 from .config import ConfigError, load_config
 from .errors import AgentError
 from .log import configure_logging, get_logger
-from .reward_server import RewardScorer, RewardServer, load_reward_function
+from .reward_server import MessageFormat, RewardScorer, RewardServer, load_reward_function
 
 
 def _load_entry(spec: str) -> TrainingSetup:
@@ -72,7 +72,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     reward: Optional[RewardServer] = None
     if config.reward is not None and collective.rank == 0:
         rc = config.reward
-        scorer = RewardScorer([load_reward_function(f) for f in rc.funcs], list(rc.weights) if rc.weights else None, rc.answer_aliases)
+        scorer = RewardScorer(
+            [load_reward_function(f) for f in rc.funcs], list(rc.weights) if rc.weights else None, rc.answer_aliases, cast(MessageFormat, rc.message_format)
+        )
         reward = RewardServer(scorer, host=rc.host, port=rc.port, timeout_s=rc.timeout_s).start()
         sys.stdout.write(json.dumps({"event": "reward_endpoint", "url": reward.url}) + "\n")
         sys.stdout.flush()

@@ -29,6 +29,8 @@ class RewardEndpointConfig:
     port: int = 0
     timeout_s: float = 30.0
     answer_aliases: tuple[str, ...] = ()
+    #: How reward functions get prompts and completions: "messages" (TRL's chat form) or "text".
+    message_format: str = "messages"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
             port=_int(env, "TANDEM_REWARD_PORT", 0),
             timeout_s=_int(env, "TANDEM_REWARD_TIMEOUT_MS", 30_000, 1) / 1000.0,
             answer_aliases=tuple(a for a in env.get("TANDEM_REWARD_ANSWER_ALIASES", "").split(",") if a),
+            message_format=reward_message_format(env),
         )
     return AgentConfig(
         server=server,
@@ -128,6 +131,15 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         tls=_flag(env, "TANDEM_TRAINER_TLS"),
         ca_file=env.get("TANDEM_TLS_CA_FILE", ""),
     )
+
+
+def reward_message_format(env: Mapping[str, str]) -> str:
+    """``TANDEM_REWARD_FORMAT``: ``messages`` (default; chat messages, as TRL's
+    AsyncGRPO passes them to reward functions) or ``text`` (plain strings)."""
+    raw = env.get("TANDEM_REWARD_FORMAT", "") or "messages"
+    if raw not in ("messages", "text"):
+        raise ConfigError(f"TANDEM_REWARD_FORMAT: {raw!r} is not one of messages, text")
+    return raw
 
 
 def _flag(env: Mapping[str, str], key: str) -> bool:

@@ -7,11 +7,36 @@ call once per prompt group (services/rollout-worker/src/rewards/remote-reward.ts
 
 Functions have TRL's signature, ``reward_func(prompts, completions,
 **kwargs) -> list[float | None]`` (huggingface/trl ``RewardFunc`` in
-``trl/experimental/async_grpo/async_grpo_trainer.py``); kwargs include
-``answers`` (and any aliases configured, e.g. ``solution`` for TRL's
-``accuracy_reward``) and ``run_id``. Several functions are summed with
-weights like TRL's ``reward_weights``; a ``None`` means "not applicable"
-and contributes nothing, as in TRL's nan-aware sum.
+``trl/experimental/async_grpo/async_grpo_trainer.py``), and are called the
+way TRL's ``AsyncRolloutWorker._score_group`` calls them, as far as the
+request allows. All arguments are keywords:
+
+* ``prompts``: by default chat messages, ``[{"role": "user", "content": p}]``
+  per completion (TRL: the dataset's ``prompt`` messages; Tandem has only
+  the prompt text it sent to vLLM's ``/v1/completions``);
+* ``completions``: by default ``[{"role": "assistant", "content": c}]`` per
+  completion (TRL's single-turn form);
+* ``answers``, plus the same list under each configured alias (e.g.
+  ``solution`` for ``trl.rewards.accuracy_reward``): Tandem's counterpart of
+  TRL's dataset columns, which TRL passes as kwargs; the prompt store has
+  only the answer;
+* ``run_id`` (Tandem's, not TRL's).
+
+Not passed, because the request does not carry them: ``completion_ids``
+(TRL's completion token ids) and dataset columns other than the answer.
+``message_format="text"`` passes ``prompts`` and ``completions`` as plain
+strings instead.
+
+Several functions are summed with weight 1, as TRL's AsyncGRPO does
+(``AsyncGRPOConfig`` has no ``reward_weights``); ``weights`` is a Tandem
+extension. A ``None`` means "not applicable" and contributes nothing (TRL's
+nan-aware sum). A completion for which every function returns ``None`` is
+unscorable: TRL gives it a NaN reward, advantage 0, and leaves it out of
+the group's mean and std. The wire cannot carry NaN (the rollout worker
+accepts finite rewards only), so the endpoint answers 0.0 for it and
+records it in :class:`UnscorableCompletions`; ``TandemAsyncGRPOTrainer``,
+which serves this endpoint in-process, consults that record when it computes
+advantages (:func:`tandem_trainer.trl_feed.rollout_samples`).
 
 Status codes are chosen for the worker's retry rule (5xx and 429 retried,
 other 4xx fail the group at once): bad input 400, a function that returns
@@ -24,7 +49,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import concurrent.futures
+import hashlib
 import importlib
 import inspect
 import json
@@ -32,12 +59,16 @@ import math
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 from .http_util import HttpError, JsonHandler, QuietServer
 from .log import configure_logging, get_logger
 
 RewardFunc = Callable[..., Any]
+
+#: How prompts and completions are handed to reward functions.
+MessageFormat = Literal["messages", "text"]
+MESSAGE_FORMATS: tuple[str, ...] = ("messages", "text")
 
 
 class RewardOutputError(ValueError):
@@ -82,18 +113,60 @@ def check_rewards(func_name: str, values: Any, n: int) -> list[Optional[float]]:
     return out
 
 
+class UnscorableCompletions:
+    """Completions for which every reward function returned ``None``, keyed
+    by (prompt text, completion text): what the batch of a step carries
+    (``Group.prompt_text``, ``Trajectory.text``), so the trainer can find
+    them again. Bounded (oldest forgotten first); thread-safe."""
+
+    def __init__(self, capacity: int = 65536) -> None:
+        self.capacity = capacity
+        self._keys: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(prompt: str, completion: str) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(len(prompt).to_bytes(8, "little"))
+        h.update(prompt.encode())
+        h.update(completion.encode())
+        return h.digest()
+
+    def add(self, prompt: str, completion: str) -> None:
+        key = self._key(prompt, completion)
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self.capacity:
+                self._keys.popitem(last=False)
+
+    def contains(self, prompt: str, completion: str) -> bool:
+        key = self._key(prompt, completion)
+        with self._lock:
+            return key in self._keys
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+
 @dataclass
 class RewardScorer:
-    """The user's reward functions with weights (TRL ``reward_weights``)."""
+    """The user's reward functions, called as TRL's AsyncGRPO calls them
+    (see the module docstring), summed with weight 1 unless ``weights``."""
 
     funcs: Sequence[RewardFunc]
+    #: Per-function weights (a Tandem extension; TRL's AsyncGRPO uses 1 for every function).
     weights: Optional[Sequence[float]] = None
     #: Extra kwarg names that also receive the answers (e.g. "solution").
     answer_aliases: Sequence[str] = field(default_factory=tuple)
-    #: Pass prompts and completions as chat messages (``[{"role", "content"}]``),
-    #: the form TRL reward functions get for conversational datasets
-    #: (e.g. ``trl.rewards.accuracy_reward`` reads ``completion[0]["content"]``).
-    conversational: bool = False
+    #: "messages" (default): prompts and completions as chat messages
+    #: (``[{"role", "content"}]``), the form TRL's AsyncGRPO always passes
+    #: (e.g. ``trl.rewards.accuracy_reward`` reads ``completion[0]["content"]``);
+    #: "text": plain strings.
+    message_format: MessageFormat = "messages"
+    #: Where completions that no function could score are recorded.
+    unscorable: UnscorableCompletions = field(default_factory=UnscorableCompletions)
 
     def __post_init__(self) -> None:
         if not self.funcs:
@@ -101,17 +174,21 @@ class RewardScorer:
         if self.weights is None:
             self.weights = [1.0] * len(self.funcs)
         if len(self.weights) != len(self.funcs):
-            raise ValueError(f"reward_weights has {len(self.weights)} entries for {len(self.funcs)} reward functions")
+            raise ValueError(f"{len(self.weights)} reward weights for {len(self.funcs)} reward functions")
+        if self.message_format not in MESSAGE_FORMATS:
+            raise ValueError(f"message_format: {self.message_format!r} is not one of {', '.join(MESSAGE_FORMATS)}")
 
     def score(self, prompts: list[str], completions: list[str], answers: list[Optional[str]], run_id: str = "") -> list[float]:
+        """The summed rewards; 0.0 (and recorded in ``unscorable``) where every function returned None."""
         n = len(completions)
         total = [0.0] * n
+        scored = [False] * n
         kwargs: dict[str, Any] = {"answers": answers, "run_id": run_id}
         for alias in self.answer_aliases:
             kwargs[alias] = answers
         p_arg: list[Any] = list(prompts)
         c_arg: list[Any] = list(completions)
-        if self.conversational:
+        if self.message_format == "messages":
             p_arg = [[{"role": "user", "content": p}] for p in prompts]
             c_arg = [[{"role": "assistant", "content": c}] for c in completions]
         for func, weight in zip(self.funcs, self.weights or []):
@@ -121,6 +198,10 @@ class RewardScorer:
             for i, v in enumerate(check_rewards(_name(func), result, n)):
                 if v is not None:
                     total[i] += weight * v
+                    scored[i] = True
+        for i in range(n):
+            if not scored[i]:
+                self.unscorable.add(prompts[i], completions[i])
         return total
 
 
@@ -216,18 +297,19 @@ class RewardServer:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """``python -m tandem_trainer.reward_server --reward mod:fn [--reward mod:fn2 --weights 1,0.5]``"""
+    """``python -m tandem_trainer.reward_server --reward mod:fn [--reward mod:fn2 --weights 1,0.5] [--format text]``"""
     p = argparse.ArgumentParser(description="Serve Python reward functions as Tandem's remote reward endpoint.")
     p.add_argument("--reward", action="append", required=True, help="module:function (repeatable)")
     p.add_argument("--weights", default="", help="comma-separated weights, one per --reward")
     p.add_argument("--answer-alias", action="append", default=[], help="extra kwarg name that receives the answers")
+    p.add_argument("--format", choices=MESSAGE_FORMATS, default="messages", help="prompts/completions as chat messages (TRL's form) or plain text")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--timeout-s", type=float, default=30.0)
     args = p.parse_args(argv)
     configure_logging()
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    scorer = RewardScorer([load_reward_function(s) for s in args.reward], weights, tuple(args.answer_alias))
+    scorer = RewardScorer([load_reward_function(s) for s in args.reward], weights, tuple(args.answer_alias), args.format)
     server = RewardServer(scorer, host=args.host, port=args.port, timeout_s=args.timeout_s).start()
     sys.stdout.write(json.dumps({"event": "listening", "url": server.url}) + "\n")
     sys.stdout.flush()

@@ -30,6 +30,23 @@ Written against huggingface/trl at f2cd5771,
   the control plane's next step; ``ignore_data_skip`` is forced on (the
   data position is Tandem's). ``on_save`` writes ``tandem.json`` next to
   each checkpoint (which step and groups it contains).
+* The epoch stop: with ``args.max_steps <= 0`` (transformers' default -1)
+  and a ``train_dataset`` with a length, ``AsyncGRPOTrainer.__init__``
+  registers ``_EpochStopCallback``, which stops training once
+  ``len(_trained_groups) >= ceil(num_train_epochs * len(train_dataset))``.
+  Tandem's groups fill ``_trained_groups`` while the dataset is only a
+  placeholder, so that would end the run early: ``__init__`` hands TRL a
+  positive ``max_steps`` (TRL's documented switch that disables the epoch
+  stop), then restores the value; ``train()`` sets the run's.
+* ``reward_funcs``: with ``TANDEM_REWARD_PORT`` set, rank 0 serves them as
+  the run's remote reward endpoint (:mod:`tandem_trainer.reward_server`),
+  called as ``AsyncRolloutWorker._score_group`` calls them as far as the
+  request allows; completions no function could score get TRL's treatment
+  (advantage 0, left out of the group's mean and std) through
+  :func:`tandem_trainer.trl_feed.rollout_samples`.
+* ``token_budget`` (``TokenBudgetBatcher``) is not used: one Tandem step is
+  one optimizer step of a fixed number of samples, packed by
+  ``FixedCountBatcher``; a positive ``token_budget`` is logged as ignored.
 
 TRL is imported only when ``TandemAsyncGRPOTrainer`` is first used, so this
 module imports without TRL. Not run here (TRL and vLLM are not installable
@@ -42,16 +59,16 @@ from __future__ import annotations
 import functools
 import os
 import queue
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, cast
 
 from .agent import Collective, SingleProcess, TorchDistCollective
 from .client import TrainerClient
-from .config import AgentConfig, load_config
+from .config import AgentConfig, load_config, reward_message_format
 from .log import get_logger
 from .packing import ModelLayout
-from .reward_server import RewardScorer, RewardServer
+from .reward_server import MessageFormat, RewardScorer, RewardServer
 from .trainer_session import TrainerSession
-from .trl_feed import StepFeeder, micro_batch_size, read_sidecar, rollout_samples, write_sidecar
+from .trl_feed import StepFeeder, UnscorablePredicate, micro_batch_size, read_sidecar, rollout_samples, write_sidecar
 from .weight_sender import WeightSender, transport_factory
 
 __all__ = ["TandemAsyncGRPOTrainer"]
@@ -109,16 +126,37 @@ def _rows(collated: dict[str, Any], rank: int) -> dict[str, Any]:
     return out
 
 
-def _is_conversational(dataset: Any) -> bool:
-    """Whether prompts are chat messages (TRL then hands reward functions
-    messages, not strings). Works for Dataset and IterableDataset."""
-    if dataset is None:
-        return False
-    try:
-        first = next(iter(dataset))
-    except (StopIteration, TypeError):
-        return False
-    return isinstance(first, dict) and isinstance(first.get("prompt"), list)
+#: ``AsyncGRPOTrainer.__init__``'s parameters, in order (trl f2cd5771).
+_TRL_INIT_PARAMS = (
+    "model",
+    "reward_funcs",
+    "args",
+    "train_dataset",
+    "processing_class",
+    "callbacks",
+    "optimizers",
+    "tools",
+    "environment_factory",
+    "rollout_worker",
+    "weight_transfer",
+)
+
+#: ``max_steps`` TRL sees in ``__init__`` when the config has none: any
+#: positive value disables its epoch stop; ``train()`` sets the run's.
+_INIT_MAX_STEPS = 1
+
+
+def _bind_trl_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``AsyncGRPOTrainer.__init__`` arguments as keywords, whether they came
+    positionally or not (so ``args`` and ``train_dataset`` are found either way)."""
+    if len(args) > len(_TRL_INIT_PARAMS):
+        raise TypeError(f"AsyncGRPOTrainer takes at most {len(_TRL_INIT_PARAMS)} positional arguments, got {len(args)}")
+    bound = dict(kwargs)
+    for name, value in zip(_TRL_INIT_PARAMS, args):
+        if name in bound:
+            raise TypeError(f"AsyncGRPOTrainer got multiple values for argument {name!r}")
+        bound[name] = value
+    return bound
 
 
 def __getattr__(name: str) -> Any:
@@ -134,10 +172,11 @@ def _trainer_class() -> type:
     try:
         from transformers import TrainerCallback
         from transformers.trainer_utils import get_last_checkpoint
+        from trl.experimental.async_grpo import AsyncGRPOConfig
         from trl.experimental.async_grpo.async_grpo_trainer import AsyncGRPOTrainer, DataCollatorForRollout, FixedCountBatcher
     except ImportError as err:
         raise ImportError(
-            "TandemAsyncGRPOTrainer needs TRL with trl.experimental.async_grpo (and transformers, accelerate) "
+            "TandemAsyncGRPOTrainer needs TRL >= 1.9.0 with trl.experimental.async_grpo (and transformers, accelerate) "
             "installed in the trainer image"
         ) from err
 
@@ -190,7 +229,8 @@ def _trainer_class() -> type:
                     collective.broadcast_object(("end", None))
                     return
                 t.model_version = batch.step
-                for micro_batch in FixedCountBatcher(rollout_samples(batch), acc.num_processes, self.micro):
+                samples = rollout_samples(batch, t._tandem_unscorable)
+                for micro_batch in FixedCountBatcher(samples, acc.num_processes, self.micro):
                     collated = collator([micro_batch])
                     collective.broadcast_object(("batch", collated))
                     yield _rows(collated, 0)
@@ -201,27 +241,50 @@ def _trainer_class() -> type:
 
         def __init__(self, *args: Any, tandem: Optional[AgentConfig] = None, **kwargs: Any) -> None:
             self._tandem_config = tandem or load_config(os.environ)
+            message_format = cast(MessageFormat, reward_message_format(os.environ))
+            kwargs = _bind_trl_arguments(args, kwargs)
             kwargs.setdefault("rollout_worker", _InertRolloutWorker())
             kwargs.setdefault("weight_transfer", _InertWeightTransfer())
-            super().__init__(*args, **kwargs)
+            config = kwargs.get("args")
+            if config is None:
+                # TRL's own default (AsyncGRPOTrainer.__init__), built here so max_steps can be set below.
+                config = kwargs["args"] = AsyncGRPOConfig(f"{str(kwargs.get('model')).split('/')[-1]}-AsyncGRPO")
+            # The run's maxSteps governs, not epochs over train_dataset (a
+            # placeholder here): a positive max_steps keeps TRL from
+            # registering _EpochStopCallback.
+            configured_max_steps = config.max_steps
+            if configured_max_steps <= 0:
+                config.max_steps = _INIT_MAX_STEPS
+            try:
+                super().__init__(**kwargs)
+            finally:
+                config.max_steps = configured_max_steps
             self.args.ignore_data_skip = True  # the data position is Tandem's, not an epoch offset
+            token_budget = getattr(self.args, "token_budget", None)
+            if token_budget is not None and token_budget > 0:
+                log.warning(
+                    "token_budget is ignored on Tandem: each step packs a fixed per_device_train_batch_size x processes "
+                    "samples per micro-batch (FixedCountBatcher)",
+                    token_budget=token_budget,
+                )
             self._tandem_feeder: Optional[StepFeeder] = None
             self._tandem_collective: Collective = TorchDistCollective() if self.accelerator.num_processes > 1 else SingleProcess()
             self._tandem_reward: Optional[RewardServer] = None
+            self._tandem_unscorable: Optional[UnscorablePredicate] = None
             self.add_callback(_SidecarCallback(self))
-            reward_funcs = kwargs.get("reward_funcs") if "reward_funcs" in kwargs else (args[1] if len(args) > 1 else None)
+            reward_funcs = kwargs.get("reward_funcs")
             port = os.environ.get("TANDEM_REWARD_PORT")
             if reward_funcs and port is not None and self.accelerator.is_main_process:
                 funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-                conversational = _is_conversational(kwargs.get("train_dataset"))
                 scorer = RewardScorer(
                     funcs,
-                    getattr(self.args, "reward_weights", None),
+                    None,  # TRL's AsyncGRPO sums reward functions with weight 1
                     tuple(a for a in os.environ.get("TANDEM_REWARD_ANSWER_ALIASES", "").split(",") if a),
-                    conversational,
+                    message_format,
                 )
+                self._tandem_unscorable = scorer.unscorable.contains
                 self._tandem_reward = RewardServer(scorer, host=os.environ.get("TANDEM_REWARD_HOST", "0.0.0.0"), port=int(port)).start()
-                log.info("serving reward functions for Tandem's rollout workers", url=self._tandem_reward.url)
+                log.info("serving reward functions for Tandem's rollout workers", url=self._tandem_reward.url, message_format=scorer.message_format)
 
         def _make_feeder(self, version: int, checkpoint: Optional[str]) -> StepFeeder:
             cfg = self._tandem_config

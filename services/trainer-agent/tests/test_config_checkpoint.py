@@ -28,11 +28,18 @@ def test_defaults_and_units() -> None:
         ({**BASE, "TANDEM_PULL_SLICE_MS": "soon"}, "TANDEM_PULL_SLICE_MS"),
         ({**BASE, "TANDEM_TRANSFER_BUFFER_BYTES": "0"}, "TANDEM_TRANSFER_BUFFER_BYTES"),
         ({**BASE, "TANDEM_REWARD_FUNCS": "m:f,m:g", "TANDEM_REWARD_WEIGHTS": "1"}, "TANDEM_REWARD_WEIGHTS"),
+        ({**BASE, "TANDEM_REWARD_FUNCS": "m:f", "TANDEM_REWARD_FORMAT": "chat"}, "TANDEM_REWARD_FORMAT"),
     ],
 )
 def test_errors_name_the_variable(env: dict[str, str], var: str) -> None:
     with pytest.raises(ConfigError, match=var):
         load_config(env)
+
+
+def test_reward_functions_get_chat_messages_unless_text_is_asked_for() -> None:
+    funcs = {**BASE, "TANDEM_REWARD_FUNCS": "m:f"}
+    assert load_config(funcs).reward.message_format == "messages"  # type: ignore[union-attr]  # TRL's form
+    assert load_config({**funcs, "TANDEM_REWARD_FORMAT": "text"}).reward.message_format == "text"  # type: ignore[union-attr]
 
 
 def test_checkpoint_round_trip_and_atomic_replace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

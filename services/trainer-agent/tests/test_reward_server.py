@@ -1,6 +1,6 @@
-"""The remote reward endpoint: TRL-signature functions, weights, None,
-validation of input and output, timeouts; status codes chosen for the
-rollout worker's retry rule."""
+"""The remote reward endpoint: TRL-signature functions called as TRL calls
+them, weights, None and unscorable completions, validation of input and
+output, timeouts; status codes chosen for the rollout worker's retry rule."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from typing import Any, Iterator
 
 import pytest
 
-from tandem_trainer.reward_server import RewardScorer, RewardServer, load_reward_function
+from tandem_trainer.reward_server import RewardScorer, RewardServer, UnscorableCompletions, load_reward_function
 from tests.procs import http_json
 
 
-def exact(prompts: list[str], completions: list[str], answers: list[Any], **kwargs: Any) -> list[float]:
-    return [float(c.strip() == a) for c, a in zip(completions, answers)]
+def exact(prompts: list[Any], completions: list[Any], answers: list[Any], **kwargs: Any) -> list[float]:
+    return [float(c[0]["content"].strip() == a) for c, a in zip(completions, answers)]
 
 
-def length(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
-    return [float(len(c)) for c in completions]
+def length(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
+    return [float(len(c[0]["content"])) for c in completions]
 
 
-def maybe(prompts: list[str], completions: list[str], **kwargs: Any) -> list[Any]:
-    return [None if c == "skip" else 1.0 for c in completions]
+def maybe(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Any]:
+    return [None if c[0]["content"] == "skip" else 1.0 for c in completions]
 
 
 async def async_reward(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
@@ -120,16 +120,57 @@ def test_raising_function_is_a_500_and_slow_one_a_504() -> None:
         s.stop()
 
 
-def test_async_and_conversational_functions() -> None:
+def test_functions_get_chat_messages_and_the_kwargs_tandem_has() -> None:
+    """As TRL's AsyncRolloutWorker._score_group calls them: keywords only,
+    prompts and completions as chat messages; Tandem's kwargs are the answers
+    (and aliases) and run_id; TRL's completion_ids is not in the request."""
+    seen: list[dict[str, Any]] = []
+
+    def chat(**kw: Any) -> list[float]:
+        seen.append(kw)
+        return [float(c[0]["content"] == s) for c, s in zip(kw["completions"], kw["solution"])]
+
+    scorer = RewardScorer([chat, async_reward], answer_aliases=("solution",))
+    assert scorer.message_format == "messages"
+    assert scorer.score(["q", "q"], ["7", "8"], ["7", "7"], run_id="r1") == [1.5, 0.5]
+    (kw,) = seen
+    assert set(kw) == {"prompts", "completions", "answers", "solution", "run_id"}
+    assert kw["prompts"] == [[{"role": "user", "content": "q"}]] * 2
+    assert kw["completions"] == [[{"role": "assistant", "content": "7"}], [{"role": "assistant", "content": "8"}]]
+    assert kw["answers"] == kw["solution"] == ["7", "7"] and kw["run_id"] == "r1"
+
+
+def test_text_format_passes_plain_strings() -> None:
     seen: list[Any] = []
 
-    def chat(prompts: list[Any], completions: list[Any], solution: list[Any], **kw: Any) -> list[float]:
-        seen.append((prompts[0], completions[0], solution[0]))
-        return [float(c[0]["content"] == s) for c, s in zip(completions, solution)]
+    def plain(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float]:
+        seen.append((prompts, completions))
+        return [float(len(c)) for c in completions]
 
-    scorer = RewardScorer([chat, async_reward], answer_aliases=("solution",), conversational=True)
-    assert scorer.score(["q"], ["7"], ["7"]) == [1.5]
-    assert seen[0] == ([{"role": "user", "content": "q"}], [{"role": "assistant", "content": "7"}], "7")
+    assert RewardScorer([plain], message_format="text").score(["q"], ["abc"], [None]) == [3.0]
+    assert seen == [(["q"], ["abc"])]
+    with pytest.raises(ValueError, match="message_format"):
+        RewardScorer([plain], message_format="chat")  # type: ignore[arg-type]
+
+
+def test_completions_no_function_scores_are_recorded_as_unscorable() -> None:
+    """TRL makes such a completion's reward NaN (advantage 0, out of the
+    group's mean/std); the wire takes finite rewards only, so it travels as
+    0.0 and the trainer looks it up by (prompt, completion)."""
+
+    def never(prompts: list[Any], completions: list[Any], **kw: Any) -> list[Any]:
+        return [None] * len(completions)
+
+    scorer = RewardScorer([maybe, never])
+    assert scorer.score(["p", "p"], ["skip", "ok"], [None, None]) == [0.0, 1.0]
+    assert scorer.unscorable.contains("p", "skip")
+    assert not scorer.unscorable.contains("p", "ok") and not scorer.unscorable.contains("q", "skip")
+    assert not scorer.unscorable.contains("ps", "kip")  # the key is not the concatenation
+
+    small = UnscorableCompletions(capacity=2)
+    for c in ("a", "b", "c"):
+        small.add("p", c)
+    assert len(small) == 2 and not small.contains("p", "a") and small.contains("p", "c")
 
 
 def test_health_and_loader() -> None:
@@ -138,8 +179,9 @@ def test_health_and_loader() -> None:
         assert http_json("GET", s.url + "health")[0] == 200
     finally:
         s.stop()
-    assert load_reward_function("tandem_trainer.examples.rewards:digit_fraction")([], ["a1"]) == [0.5]
+    digit_fraction = load_reward_function("tandem_trainer.examples.rewards:digit_fraction")
+    assert digit_fraction([], ["a1"]) == digit_fraction([], [[{"role": "assistant", "content": "a1"}]]) == [0.5]
     with pytest.raises(ValueError, match="module:function"):
         load_reward_function("nocolon")
-    with pytest.raises(ValueError, match="reward_weights"):
+    with pytest.raises(ValueError, match="2 reward weights for 1 reward functions"):
         RewardScorer([length], [1.0, 2.0])
