@@ -18,6 +18,7 @@ const trajectory = fc.record({
   maxPolicyVersion: version,
   finishReason: text,
   text,
+  unscored: fc.boolean(),
 });
 const group = fc.record({
   groupId: text,

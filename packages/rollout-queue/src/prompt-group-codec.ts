@@ -156,6 +156,7 @@ const TT_MIN_V = 32;
 const TT_MAX_V = 40;
 const TT_FINISH = 50;
 const TT_TEXT = 58;
+const TT_UNSCORED = 64;
 
 function encodeExact(g: PromptGroup): Buffer | undefined {
   if (!isPlainVarint(g.targetStep) || !isPlainVarint(g.minPolicyVersion) || !isPlainVarint(g.maxPolicyVersion)) return undefined;
@@ -196,6 +197,7 @@ function encodeExact(g: PromptGroup): Buffer | undefined {
     if (t.maxPolicyVersion !== 0) w.tag(TT_MAX_V).varint(t.maxPolicyVersion);
     if (t.finishReason !== '') w.tag(TT_FINISH).string(t.finishReason, s.finish);
     if (t.text !== '') w.tag(TT_TEXT).string(t.text, s.text);
+    if (t.unscored) w.tag(TT_UNSCORED).varint(1);
   });
   if (g.promptText !== '') w.tag(T_PROMPT_TEXT).string(g.promptText, promptTextLen);
   return w.finish();
@@ -210,5 +212,6 @@ function trajectorySize(t: Trajectory, finishLen: number, textLen: number): numb
   if (t.maxPolicyVersion !== 0) size += 1 + varintSize(t.maxPolicyVersion);
   if (t.finishReason !== '') size += delimitedSize(finishLen);
   if (t.text !== '') size += delimitedSize(textLen);
+  if (t.unscored) size += 2;
   return size;
 }

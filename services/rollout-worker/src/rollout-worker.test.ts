@@ -73,6 +73,7 @@ async function makeWorker(options: {
   random: () => number;
   retry?: Partial<RolloutRetryPolicy>;
   logLines?: string[];
+  reward?: RewardFunction;
 }) {
   const record: GeneratorRecord = { id: 'gen-0', url: 'http://gen-0', state: 'ready', policyVersion: 0, updatedAtMs: 0 };
   const pool = new GeneratorPool(
@@ -91,7 +92,7 @@ async function makeWorker(options: {
   const noRedis = { pipeline: () => { throw new Error('stats are not flushed in this test'); } };
   const stats = new WorkerStats(noRedis as unknown as ConstructorParameters<typeof WorkerStats>[0], 'stats', log);
   const worker = new RolloutWorker(
-    { queue: q.queue, pool, reward, stats, clock: options.clock, log, random: options.random, fetch: options.fetch },
+    { queue: q.queue, pool, reward: options.reward ?? reward, stats, clock: options.clock, log, random: options.random, fetch: options.fetch },
     { model: 'm', groupSize: 1, maxTokens: 16, temperature: 1, maxTrajectoryAgeSteps: 1 },
     { requestTimeoutMs: 1000, maxAttempts: 5, backoffBaseMs: 100, backoffCapMs: 250, rewardAttempts: 1, ...options.retry },
   );
@@ -169,5 +170,24 @@ describe('rollout worker retry path', () => {
     expect(completed).toHaveLength(1);
     const group = PromptGroup.decode((completed[0] as EncodedGroup).payload);
     expect(group.trajectories.map((t) => [Array.from(unpackInt32(t.tokenIds)), Array.from(unpackFloat32(t.logprobs))])).toEqual([[[17, 2], [-0.25, -0.5]]]);
+  });
+});
+
+describe('rollout worker rewards', () => {
+  it('queues a completion no reward function could score as unscored, with reward 0', async () => {
+    const unscorable: RewardFunction = { name: 'remote', score: async () => [null] };
+    const { worker, completed, failed } = await makeWorker({ fetch: scriptedFetch([{ status: 200, body: okBody }]).fetch, clock: recordingClock(), random: () => 0.5, reward: unscorable });
+    expect(await worker.process(job, new AbortController().signal)).toBe('completed');
+    expect(failed).toEqual([]);
+    const group = PromptGroup.decode((completed[0] as EncodedGroup).payload);
+    expect(group.trajectories.map((t) => [t.reward, t.unscored])).toEqual([[0, true]]);
+  });
+
+  it('a scored completion is not marked', async () => {
+    const scored: RewardFunction = { name: 'remote', score: async () => [0.75] };
+    const { worker, completed } = await makeWorker({ fetch: scriptedFetch([{ status: 200, body: okBody }]).fetch, clock: recordingClock(), random: () => 0.5, reward: scored });
+    expect(await worker.process(job, new AbortController().signal)).toBe('completed');
+    const group = PromptGroup.decode((completed[0] as EncodedGroup).payload);
+    expect(group.trajectories.map((t) => [t.reward, t.unscored])).toEqual([[0.75, false]]);
   });
 });

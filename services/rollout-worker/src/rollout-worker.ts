@@ -4,7 +4,7 @@ import { encodePromptGroup, type PromptJob, type RolloutQueue } from '@tandem/ro
 import { fullJitterDelayMs } from './backoff.js';
 import type { GeneratorPool } from './generator-pool.js';
 import { GenerationError, requestCompletions, type Completion } from './vllm-client.js';
-import type { RewardFunction } from './rewards/index.js';
+import type { Reward, RewardFunction } from './rewards/index.js';
 import type { WorkerStats } from './worker-stats.js';
 
 /** Generation settings of the run a worker serves. */
@@ -78,7 +78,7 @@ export class RolloutWorker {
     // `step` as in the control plane's batch logs, so one step's lines join up.
     const log = this.deps.log.child({ groupId: job.groupId, step: job.targetStep });
     let completions: GeneratedCompletion[];
-    let rewards: number[];
+    let rewards: Reward[];
     try {
       completions = await Promise.all(
         Array.from({ length: this.settings.groupSize }, (_, i) => this.generateOne(job, i, signal, log)),
@@ -102,7 +102,8 @@ export class RolloutWorker {
       trajectories: completions.map((c, i) => ({
         tokenIds: packInt32(c.tokenIds),
         logprobs: packFloat32(c.logprobs),
-        reward: rewards[i] as number,
+        reward: rewards[i] ?? 0,
+        unscored: rewards[i] === null,
         minPolicyVersion: c.minVersion,
         maxPolicyVersion: c.maxVersion,
         finishReason: c.finishReason,
@@ -191,7 +192,7 @@ export class RolloutWorker {
     throw new TandemError(ErrorCode.Unavailable, `generation failed after ${this.retry.maxAttempts} attempts: ${lastError?.message ?? 'unknown'}`);
   }
 
-  private async score(job: PromptJob, completions: GeneratedCompletion[], signal: AbortSignal): Promise<number[]> {
+  private async score(job: PromptJob, completions: GeneratedCompletion[], signal: AbortSignal): Promise<Reward[]> {
     let lastError: TandemError | undefined;
     for (let attempt = 0; attempt < this.retry.rewardAttempts; attempt++) {
       try {
@@ -199,8 +200,8 @@ export class RolloutWorker {
           { prompt: job.prompt, ...(job.answer === undefined ? {} : { answer: job.answer }), completions: completions.map((c) => c.text) },
           signal,
         );
-        if (rewards.length !== completions.length || rewards.some((r) => !Number.isFinite(r))) {
-          throw new TandemError(ErrorCode.InvalidArgument, `reward ${this.deps.reward.name} returned ${rewards.length} values, not ${completions.length} finite numbers`);
+        if (rewards.length !== completions.length || rewards.some((r) => r !== null && !Number.isFinite(r))) {
+          throw new TandemError(ErrorCode.InvalidArgument, `reward ${this.deps.reward.name} returned ${rewards.length} values, not ${completions.length} finite numbers or null`);
         }
         return rewards;
       } catch (err) {

@@ -4,7 +4,7 @@ import type { RewardFunction } from './reward-function.js';
 import { exactMatchReward, numericReward, regexReward } from './verifiable-rewards.js';
 import { remoteReward } from './remote-reward.js';
 
-export type { RewardFunction, RewardInput } from './reward-function.js';
+export type { Reward, RewardFunction, RewardInput } from './reward-function.js';
 export { exactMatchReward, numericReward, regexReward, lastNumber } from './verifiable-rewards.js';
 export { remoteReward } from './remote-reward.js';
 

@@ -63,6 +63,7 @@ afterAll(() => {
 const numberish = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true, min: -10, max: 10 }),
   fc.constantFrom(MAX_ABS_REWARD, -MAX_ABS_REWARD, 1e300, -1e300, 1e10),
+  fc.constant(null),
 );
 const rewardsBody = fc.oneof(
   fc.array(numberish, { minLength: 0, maxLength: 2 * G }).map((r) => JSON.stringify({ rewards: r })),
@@ -81,12 +82,12 @@ const answers: fc.Arbitrary<Answer> = fc.oneof(
 );
 
 describe('reward endpoint answers (property)', () => {
-  it('scores with one finite, bounded reward per completion, or throws a TandemError saying why', async () => {
+  it('scores with one finite, bounded reward (or null: unscorable) per completion, or throws a TandemError saying why', async () => {
     const reward = remoteReward({ url, timeoutMs: TIMEOUT_MS, runId: 'r' });
     await fc.assert(
       fc.asyncProperty(answers, async (a) => {
         answer = a;
-        let rewards: number[];
+        let rewards: Array<number | null>;
         try {
           rewards = await reward.score({ prompt: 'p', answer: 'a', completions: ['x', 'y', 'z'] });
         } catch (err) {
@@ -100,10 +101,11 @@ describe('reward endpoint answers (property)', () => {
         expect(a.status).toBe(200);
         expect(rewards).toHaveLength(G);
         for (const r of rewards) {
+          if (r === null) continue;
           expect(Number.isFinite(r)).toBe(true);
           expect(Math.abs(r)).toBeLessThanOrEqual(MAX_ABS_REWARD);
         }
-        expect(rewards).toEqual((JSON.parse(a.body as string) as { rewards: number[] }).rewards);
+        expect(rewards).toEqual((JSON.parse(a.body as string) as { rewards: Array<number | null> }).rewards);
       }),
       {
         numRuns: 120,

@@ -1,16 +1,17 @@
 import { z } from 'zod';
 import { ErrorCode, TandemError } from '@tandem/common';
 import { readCapped } from '../read-capped.js';
-import type { RewardFunction, RewardInput } from './reward-function.js';
+import type { Reward, RewardFunction, RewardInput } from './reward-function.js';
 
 /**
  * The remote reward protocol: `POST url` with one group,
  * `{"runId", "prompts": [p × G], "completions": [c_1..c_G], "answers": [a × G]}`
  * (the argument shape of TRL reward functions, `reward_func(prompts,
- * completions, **kwargs)`), answered by `{"rewards": [r_1..r_G]}`.
+ * completions, **kwargs)`), answered by `{"rewards": [r_1..r_G]}`, each a
+ * finite number or `null` for a completion nothing could score.
  * The trainer agent serves the user's Python reward functions this way.
  */
-const RemoteRewardResponse = z.object({ rewards: z.array(z.number().finite()) });
+const RemoteRewardResponse = z.object({ rewards: z.array(z.number().finite().nullable()) });
 
 /**
  * Largest reward magnitude accepted. GRPO normalises rewards within a group
@@ -41,7 +42,7 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
   const shownUrl = withoutUserinfo(options.url);
   return {
     name: 'remote',
-    async score(input: RewardInput, signal?: AbortSignal): Promise<number[]> {
+    async score(input: RewardInput, signal?: AbortSignal): Promise<Reward[]> {
       const timeout = AbortSignal.timeout(options.timeoutMs);
       const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
       let res: Response;
@@ -86,7 +87,7 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
       }
       const parsed = RemoteRewardResponse.safeParse(body);
       if (!parsed.success) {
-        throw new TandemError(ErrorCode.InvalidArgument, `reward endpoint answer: rewards must be an array of finite numbers`);
+        throw new TandemError(ErrorCode.InvalidArgument, `reward endpoint answer: rewards must be an array of finite numbers or null`);
       }
       if (parsed.data.rewards.length !== input.completions.length) {
         throw new TandemError(
@@ -94,7 +95,7 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
           `reward endpoint returned ${parsed.data.rewards.length} rewards for ${input.completions.length} completions`,
         );
       }
-      const huge = parsed.data.rewards.findIndex((r) => Math.abs(r) > MAX_ABS_REWARD);
+      const huge = parsed.data.rewards.findIndex((r) => r !== null && Math.abs(r) > MAX_ABS_REWARD);
       if (huge >= 0) {
         throw new TandemError(
           ErrorCode.InvalidArgument,

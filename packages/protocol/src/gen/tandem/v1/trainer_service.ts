@@ -230,6 +230,13 @@ export interface Trajectory {
   /** vLLM's finish_reason: "stop" or "length". */
   finishReason: string;
   text: string;
+  /**
+   * No reward function could score this completion (a remote reward endpoint
+   * answered null for it: TRL's reward functions all returned None). `reward`
+   * is then 0 and means nothing; TRL gives such a completion advantage 0 and
+   * leaves it out of its group's mean and std.
+   */
+  unscored: boolean;
 }
 
 function createBaseTrainerMessage(): TrainerMessage {
@@ -2022,6 +2029,7 @@ function createBaseTrajectory(): Trajectory {
     maxPolicyVersion: 0,
     finishReason: "",
     text: "",
+    unscored: false,
   };
 }
 
@@ -2047,6 +2055,9 @@ export const Trajectory: MessageFns<Trajectory> = {
     }
     if (message.text !== "") {
       writer.uint32(58).string(message.text);
+    }
+    if (message.unscored !== false) {
+      writer.uint32(64).bool(message.unscored);
     }
     return writer;
   },
@@ -2120,6 +2131,14 @@ export const Trajectory: MessageFns<Trajectory> = {
             message.text = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.unscored = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2157,6 +2176,7 @@ export const Trajectory: MessageFns<Trajectory> = {
         ? globalThis.String(object.finish_reason)
         : "",
       text: isSet(object.text) ? globalThis.String(object.text) : "",
+      unscored: isSet(object.unscored) ? globalThis.Boolean(object.unscored) : false,
     };
   },
 
@@ -2183,6 +2203,9 @@ export const Trajectory: MessageFns<Trajectory> = {
     if (message.text !== "") {
       obj.text = message.text;
     }
+    if (message.unscored !== false) {
+      obj.unscored = message.unscored;
+    }
     return obj;
   },
 
@@ -2198,6 +2221,7 @@ export const Trajectory: MessageFns<Trajectory> = {
     message.maxPolicyVersion = object.maxPolicyVersion ?? 0;
     message.finishReason = object.finishReason ?? "";
     message.text = object.text ?? "";
+    message.unscored = object.unscored ?? false;
     return message;
   },
 };
