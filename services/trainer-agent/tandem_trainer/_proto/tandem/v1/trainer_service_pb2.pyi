@@ -135,7 +135,7 @@ class TrainerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[TrainerHello, _Mapping]] = ..., weights_ready: _Optional[_Union[WeightsReady, _Mapping]] = ..., weights_sent: _Optional[_Union[WeightsSent, _Mapping]] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ["finish_reason", "logprobs", "max_policy_version", "min_policy_version", "reward", "text", "token_ids"]
+    __slots__ = ["finish_reason", "logprobs", "max_policy_version", "min_policy_version", "reward", "text", "token_ids", "unscored"]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     MAX_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class Trajectory(_message.Message):
     REWARD_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNSCORED_FIELD_NUMBER: _ClassVar[int]
     finish_reason: str
     logprobs: bytes
     max_policy_version: int
@@ -150,7 +151,8 @@ class Trajectory(_message.Message):
     reward: float
     text: str
     token_ids: bytes
-    def __init__(self, token_ids: _Optional[bytes] = ..., logprobs: _Optional[bytes] = ..., reward: _Optional[float] = ..., min_policy_version: _Optional[int] = ..., max_policy_version: _Optional[int] = ..., finish_reason: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    unscored: bool
+    def __init__(self, token_ids: _Optional[bytes] = ..., logprobs: _Optional[bytes] = ..., reward: _Optional[float] = ..., min_policy_version: _Optional[int] = ..., max_policy_version: _Optional[int] = ..., finish_reason: _Optional[str] = ..., text: _Optional[str] = ..., unscored: bool = ...) -> None: ...
 
 class WeightsReady(_message.Message):
     __slots__ = ["policy_version", "update_info_json"]
