@@ -247,6 +247,7 @@ class TrainerAgent:
             duplicate_ack=ack.duplicate,
             groups=batch.group_ids,
             rewards=[[t.reward for t in g.trajectories] for g in batch.groups],
+            unscored=[[t.unscored for t in g.trajectories] for g in batch.groups],
             ages=batch.ages(),
             tokens=batch.num_tokens,
             texts=[[t.text for t in g.trajectories] for g in batch.groups] if self.config.step_log_texts else None,

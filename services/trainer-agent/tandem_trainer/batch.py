@@ -28,7 +28,11 @@ class BatchDecodeError(ValueError):
 
 @dataclass(frozen=True)
 class Trajectory:
-    """One completion: token ids (int32), generation logprobs (float32), reward."""
+    """One completion: token ids (int32), generation logprobs (float32), reward.
+    ``unscored``: no reward function could score it (the remote reward
+    endpoint answered null; ``reward`` is then 0 and means nothing). TRL
+    gives such a completion advantage 0 and leaves it out of its group's
+    mean and std (see :meth:`Group.advantages`)."""
 
     token_ids: np.ndarray
     logprobs: np.ndarray
@@ -37,6 +41,7 @@ class Trajectory:
     max_policy_version: int
     finish_reason: str
     text: str
+    unscored: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,15 +59,27 @@ class Group:
 
     @property
     def rewards(self) -> np.ndarray:
+        """The rewards as they travelled (0 for an unscored completion)."""
         return np.array([t.reward for t in self.trajectories], dtype=np.float32)
+
+    @property
+    def unscored(self) -> np.ndarray:
+        """Bool mask: which completions no reward function could score."""
+        return np.array([t.unscored for t in self.trajectories], dtype=bool)
 
     def advantages(self, scale_rewards: bool = True, eps: float = 1e-4) -> np.ndarray:
         """GRPO advantages: reward minus the group mean, divided by the group
-        std when ``scale_rewards`` (TRL's default ``scale_rewards="group"``)."""
+        std when ``scale_rewards`` (TRL's default ``scale_rewards="group"``).
+        As in TRL, unscored completions get 0 and are left out of the mean
+        and std."""
         r = self.rewards
-        a = r - r.mean()
-        if scale_rewards:
-            a = a / (r.std() + eps)
+        scored = ~self.unscored
+        a = np.zeros_like(r)
+        if scored.any():
+            s = r[scored]
+            a[scored] = s - s.mean()
+            if scale_rewards:
+                a[scored] = a[scored] / (s.std() + eps)
         return a.astype(np.float32)
 
     @property
@@ -144,6 +161,7 @@ def decode_group(raw: bytes, expected_group_size: int = 0) -> Group:
                 max_policy_version=int(t.max_policy_version),
                 finish_reason=t.finish_reason,
                 text=t.text,
+                unscored=bool(t.unscored),
             )
         )
     return Group(

@@ -23,7 +23,8 @@ class SequenceBatch:
     completion_mask: torch.Tensor  # [N, T] int64
     old_logprobs: torch.Tensor  # [N, T] float32
     advantages: torch.Tensor  # [N] float32
-    rewards: torch.Tensor  # [N] float32
+    rewards: torch.Tensor  # [N] float32 (0 where unscored)
+    unscored: torch.Tensor  # [N] bool: no reward function could score the row (advantage 0)
     group_index: torch.Tensor  # [N] int64, index of the row's group in the batch
 
 
@@ -32,6 +33,7 @@ def collate(batch: Batch, pad_token_id: int = 0, scale_rewards: bool = True) -> 
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     advantages: list[float] = []
     rewards: list[float] = []
+    unscored: list[bool] = []
     group_index: list[int] = []
     for gi, group in enumerate(batch.groups):
         adv = group.advantages(scale_rewards=scale_rewards)
@@ -42,6 +44,7 @@ def collate(batch: Batch, pad_token_id: int = 0, scale_rewards: bool = True) -> 
             rows.append((ids, mask, lps))
             advantages.append(float(adv[ti]))
             rewards.append(traj.reward)
+            unscored.append(traj.unscored)
             group_index.append(gi)
     n = len(rows)
     width = max((r[0].size for r in rows), default=0)
@@ -62,5 +65,6 @@ def collate(batch: Batch, pad_token_id: int = 0, scale_rewards: bool = True) -> 
         old_logprobs=old,
         advantages=torch.tensor(advantages, dtype=torch.float32),
         rewards=torch.tensor(rewards, dtype=torch.float32),
+        unscored=torch.tensor(unscored, dtype=torch.bool),
         group_index=torch.tensor(group_index, dtype=torch.int64),
     )

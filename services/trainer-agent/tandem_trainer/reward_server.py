@@ -3,7 +3,7 @@ endpoint (run spec ``reward: {kind: remote, url}``), which rollout workers
 call once per prompt group (services/rollout-worker/src/rewards/remote-reward.ts):
 
     POST {"runId": str, "prompts": [p x G], "completions": [c_1..c_G], "answers": [a x G]}
-    ->   {"rewards": [r_1..r_G]}
+    ->   {"rewards": [r_1..r_G]}      (r_i a number, or null: see below)
 
 Functions have TRL's signature, ``reward_func(prompts, completions,
 **kwargs) -> list[float | None]`` (huggingface/trl ``RewardFunc`` in
@@ -32,11 +32,10 @@ Several functions are summed with weight 1, as TRL's AsyncGRPO does
 extension. A ``None`` means "not applicable" and contributes nothing (TRL's
 nan-aware sum). A completion for which every function returns ``None`` is
 unscorable: TRL gives it a NaN reward, advantage 0, and leaves it out of
-the group's mean and std. The wire cannot carry NaN (the rollout worker
-accepts finite rewards only), so the endpoint answers 0.0 for it and
-records it in :class:`UnscorableCompletions`; ``TandemAsyncGRPOTrainer``,
-which serves this endpoint in-process, consults that record when it computes
-advantages (:func:`tandem_trainer.trl_feed.rollout_samples`).
+the group's mean and std. The endpoint answers ``null`` for it; the rollout
+worker stores it with reward 0 and ``Trajectory.unscored`` set, and the
+trainer applies TRL's rule from that flag
+(:attr:`tandem_trainer.batch.Trajectory.unscored`).
 
 Status codes are chosen for the worker's retry rule (5xx and 429 retried,
 other 4xx fail the group at once): bad input 400, a function that returns
@@ -49,9 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import concurrent.futures
-import hashlib
 import importlib
 import inspect
 import json
@@ -113,43 +110,6 @@ def check_rewards(func_name: str, values: Any, n: int) -> list[Optional[float]]:
     return out
 
 
-class UnscorableCompletions:
-    """Completions for which every reward function returned ``None``, keyed
-    by (prompt text, completion text): what the batch of a step carries
-    (``Group.prompt_text``, ``Trajectory.text``), so the trainer can find
-    them again. Bounded (oldest forgotten first); thread-safe."""
-
-    def __init__(self, capacity: int = 65536) -> None:
-        self.capacity = capacity
-        self._keys: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(prompt: str, completion: str) -> bytes:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(len(prompt).to_bytes(8, "little"))
-        h.update(prompt.encode())
-        h.update(completion.encode())
-        return h.digest()
-
-    def add(self, prompt: str, completion: str) -> None:
-        key = self._key(prompt, completion)
-        with self._lock:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-            while len(self._keys) > self.capacity:
-                self._keys.popitem(last=False)
-
-    def contains(self, prompt: str, completion: str) -> bool:
-        key = self._key(prompt, completion)
-        with self._lock:
-            return key in self._keys
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._keys)
-
-
 @dataclass
 class RewardScorer:
     """The user's reward functions, called as TRL's AsyncGRPO calls them
@@ -165,8 +125,6 @@ class RewardScorer:
     #: (e.g. ``trl.rewards.accuracy_reward`` reads ``completion[0]["content"]``);
     #: "text": plain strings.
     message_format: MessageFormat = "messages"
-    #: Where completions that no function could score are recorded.
-    unscorable: UnscorableCompletions = field(default_factory=UnscorableCompletions)
 
     def __post_init__(self) -> None:
         if not self.funcs:
@@ -178,8 +136,8 @@ class RewardScorer:
         if self.message_format not in MESSAGE_FORMATS:
             raise ValueError(f"message_format: {self.message_format!r} is not one of {', '.join(MESSAGE_FORMATS)}")
 
-    def score(self, prompts: list[str], completions: list[str], answers: list[Optional[str]], run_id: str = "") -> list[float]:
-        """The summed rewards; 0.0 (and recorded in ``unscorable``) where every function returned None."""
+    def score(self, prompts: list[str], completions: list[str], answers: list[Optional[str]], run_id: str = "") -> list[Optional[float]]:
+        """The summed rewards; None (unscorable) where every function returned None."""
         n = len(completions)
         total = [0.0] * n
         scored = [False] * n
@@ -199,10 +157,7 @@ class RewardScorer:
                 if v is not None:
                     total[i] += weight * v
                     scored[i] = True
-        for i in range(n):
-            if not scored[i]:
-                self.unscorable.add(prompts[i], completions[i])
-        return total
+        return [t if ok else None for t, ok in zip(total, scored)]
 
 
 async def _await(awaitable: Any) -> Any:

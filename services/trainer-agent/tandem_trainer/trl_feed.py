@@ -37,27 +37,13 @@ def group_id_number(group_id: str) -> int:
     return int(group_id) if group_id.isdigit() else zlib.crc32(group_id.encode())
 
 
-#: ``(prompt text, completion text) -> bool``: whether every reward function
-#: returned None for that completion (see :class:`tandem_trainer.reward_server.UnscorableCompletions`).
-UnscorablePredicate = Callable[[str, str], bool]
-
-
-def unscorable_mask(group: Group, unscorable: Optional[UnscorablePredicate]) -> np.ndarray:
-    """Which completions of ``group`` no reward function could score. Such a
-    completion travels with reward 0.0 (the wire carries finite rewards
-    only); one whose reward is not 0.0 was scored after all."""
-    if unscorable is None:
-        return np.zeros(len(group.trajectories), dtype=bool)
-    return np.array([t.reward == 0.0 and unscorable(group.prompt_text, t.text) for t in group.trajectories], dtype=bool)
-
-
-def trl_advantages(group: Group, unscored: Optional[np.ndarray] = None) -> np.ndarray:
+def trl_advantages(group: Group) -> np.ndarray:
     """TRL AsyncRolloutWorker's advantage (``_score_group``): (r - mean) /
     (std + 1e-8) over the group's scored completions; an unscored one
-    (``unscored[i]``: every reward function returned None) gets 0 and is
-    left out of the mean and std."""
+    (``Trajectory.unscored``: every reward function returned None) gets 0
+    and is left out of the mean and std."""
     r = group.rewards.astype(np.float64)
-    scored = np.ones(r.shape, dtype=bool) if unscored is None else ~unscored
+    scored = ~group.unscored
     adv = np.zeros_like(r)
     if scored.any():
         s = r[scored]
@@ -65,17 +51,17 @@ def trl_advantages(group: Group, unscored: Optional[np.ndarray] = None) -> np.nd
     return adv.astype(np.float32)
 
 
-def rollout_samples(batch: Batch, unscorable: Optional[UnscorablePredicate] = None) -> list[dict[str, Any]]:
+def rollout_samples(batch: Batch) -> list[dict[str, Any]]:
     """One sample dict per completion, in the format TRL's
     ``RolloutQueueDataset.__iter__`` yields to ``FixedCountBatcher`` and
     ``DataCollatorForRollout`` (input_ids = prompt + completion;
     completion_mask and old_log_probs aligned per token, 0 on the prompt).
-    Completions ``unscorable`` names get advantage 0 and a NaN reward
-    metric, and the group's mean and std leave them out, as in TRL."""
+    Unscored completions get advantage 0 and a NaN reward metric, and the
+    group's mean and std leave them out, as in TRL."""
     samples = []
     for g in batch.groups:
-        unscored = unscorable_mask(g, unscorable)
-        adv = trl_advantages(g, unscored)
+        unscored = g.unscored
+        adv = trl_advantages(g)
         scored_rewards = g.rewards[~unscored]
         reward_std = float(scored_rewards.std()) if scored_rewards.size else float("nan")
         prompt = g.prompt_token_ids.tolist()
@@ -262,12 +248,10 @@ class StepFeeder:
 __all__ = [
     "SIDECAR",
     "StepFeeder",
-    "UnscorablePredicate",
     "group_id_number",
     "micro_batch_size",
     "read_sidecar",
     "rollout_samples",
     "trl_advantages",
-    "unscorable_mask",
     "write_sidecar",
 ]

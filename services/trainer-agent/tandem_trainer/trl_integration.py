@@ -41,9 +41,10 @@ Written against huggingface/trl at f2cd5771,
 * ``reward_funcs``: with ``TANDEM_REWARD_PORT`` set, rank 0 serves them as
   the run's remote reward endpoint (:mod:`tandem_trainer.reward_server`),
   called as ``AsyncRolloutWorker._score_group`` calls them as far as the
-  request allows; completions no function could score get TRL's treatment
-  (advantage 0, left out of the group's mean and std) through
-  :func:`tandem_trainer.trl_feed.rollout_samples`.
+  request allows; the endpoint answers null for completions no function
+  could score, the rollout worker marks them ``Trajectory.unscored``, and
+  :func:`tandem_trainer.trl_feed.rollout_samples` gives them TRL's
+  treatment (advantage 0, left out of the group's mean and std).
 * ``token_budget`` (``TokenBudgetBatcher``) is not used: one Tandem step is
   one optimizer step of a fixed number of samples, packed by
   ``FixedCountBatcher``; a positive ``token_budget`` is logged as ignored.
@@ -68,7 +69,7 @@ from .log import get_logger
 from .packing import ModelLayout
 from .reward_server import MessageFormat, RewardScorer, RewardServer
 from .trainer_session import TrainerSession
-from .trl_feed import StepFeeder, UnscorablePredicate, micro_batch_size, read_sidecar, rollout_samples, write_sidecar
+from .trl_feed import StepFeeder, micro_batch_size, read_sidecar, rollout_samples, write_sidecar
 from .weight_sender import WeightSender, transport_factory
 
 __all__ = ["TandemAsyncGRPOTrainer"]
@@ -229,8 +230,7 @@ def _trainer_class() -> type:
                     collective.broadcast_object(("end", None))
                     return
                 t.model_version = batch.step
-                samples = rollout_samples(batch, t._tandem_unscorable)
-                for micro_batch in FixedCountBatcher(samples, acc.num_processes, self.micro):
+                for micro_batch in FixedCountBatcher(rollout_samples(batch), acc.num_processes, self.micro):
                     collated = collator([micro_batch])
                     collective.broadcast_object(("batch", collated))
                     yield _rows(collated, 0)
@@ -270,7 +270,6 @@ def _trainer_class() -> type:
             self._tandem_feeder: Optional[StepFeeder] = None
             self._tandem_collective: Collective = TorchDistCollective() if self.accelerator.num_processes > 1 else SingleProcess()
             self._tandem_reward: Optional[RewardServer] = None
-            self._tandem_unscorable: Optional[UnscorablePredicate] = None
             self.add_callback(_SidecarCallback(self))
             reward_funcs = kwargs.get("reward_funcs")
             port = os.environ.get("TANDEM_REWARD_PORT")
@@ -282,7 +281,6 @@ def _trainer_class() -> type:
                     tuple(a for a in os.environ.get("TANDEM_REWARD_ANSWER_ALIASES", "").split(",") if a),
                     message_format,
                 )
-                self._tandem_unscorable = scorer.unscorable.contains
                 self._tandem_reward = RewardServer(scorer, host=os.environ.get("TANDEM_REWARD_HOST", "0.0.0.0"), port=int(port)).start()
                 log.info("serving reward functions for Tandem's rollout workers", url=self._tandem_reward.url, message_format=scorer.message_format)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent import futures
-from typing import Any, Iterator, Optional
+from typing import Any, Collection, Iterator, Optional
 
 import grpc
 
@@ -18,16 +18,19 @@ from tandem_trainer.batch import pack_float32, pack_int32
 _END = object()
 
 
-def make_group(group_id: str, step: int, version: int, group_size: int = 2, reward_base: float = 0.0) -> bytes:
+def make_group(group_id: str, step: int, version: int, group_size: int = 2, reward_base: float = 0.0, unscored: Collection[int] = ()) -> bytes:
+    """Completion i: text ``c<i>``, reward ``reward_base + i``, or reward 0 and
+    ``unscored`` (the reward endpoint answered null) for i in ``unscored``."""
     trajs = [
         pb.Trajectory(
             token_ids=pack_int32([5 + i, 6 + i, 2]),
             logprobs=pack_float32([-0.5, -1.0 - i, -0.25]),
-            reward=reward_base + i,
+            reward=0.0 if i in unscored else reward_base + i,
             min_policy_version=version,
             max_policy_version=version,
             finish_reason="stop",
             text=f"c{i}",
+            unscored=i in unscored,
         )
         for i in range(group_size)
     ]

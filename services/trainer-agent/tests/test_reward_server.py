@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tandem_trainer.reward_server import RewardScorer, RewardServer, UnscorableCompletions, load_reward_function
+from tandem_trainer.reward_server import RewardScorer, RewardServer, load_reward_function
 from tests.procs import http_json
 
 
@@ -153,24 +153,25 @@ def test_text_format_passes_plain_strings() -> None:
         RewardScorer([plain], message_format="chat")  # type: ignore[arg-type]
 
 
-def test_completions_no_function_scores_are_recorded_as_unscorable() -> None:
+def test_completions_no_function_scores_are_answered_null() -> None:
     """TRL makes such a completion's reward NaN (advantage 0, out of the
-    group's mean/std); the wire takes finite rewards only, so it travels as
-    0.0 and the trainer looks it up by (prompt, completion)."""
+    group's mean/std); the endpoint answers null for it, which the rollout
+    worker stores as Trajectory.unscored."""
 
     def never(prompts: list[Any], completions: list[Any], **kw: Any) -> list[Any]:
         return [None] * len(completions)
 
     scorer = RewardScorer([maybe, never])
-    assert scorer.score(["p", "p"], ["skip", "ok"], [None, None]) == [0.0, 1.0]
-    assert scorer.unscorable.contains("p", "skip")
-    assert not scorer.unscorable.contains("p", "ok") and not scorer.unscorable.contains("q", "skip")
-    assert not scorer.unscorable.contains("ps", "kip")  # the key is not the concatenation
-
-    small = UnscorableCompletions(capacity=2)
-    for c in ("a", "b", "c"):
-        small.add("p", c)
-    assert len(small) == 2 and not small.contains("p", "a") and small.contains("p", "c")
+    assert scorer.score(["p", "p"], ["skip", "ok"], [None, None]) == [None, 1.0]
+    s = serve(scorer)
+    try:
+        status, out = http_json("POST", s.url, body(["skip", "ok", "skip"]))
+        assert status == 200 and out["rewards"] == [None, 1.0, None]
+    finally:
+        s.stop()
+    # A function that scores 0.0 is a score, not "unscored".
+    zero = RewardScorer([never, lambda prompts, completions, **kw: [0.0] * len(completions)])
+    assert zero.score(["p"], ["skip"], [None]) == [0.0]
 
 
 def test_health_and_loader() -> None:

@@ -22,7 +22,7 @@ from tandem_trainer.client import TrainerClient
 from tandem_trainer.config import AgentConfig
 from tandem_trainer.packing import ModelLayout
 from tandem_trainer.trainer_session import TrainerSession
-from tandem_trainer.trl_feed import StepFeeder, group_id_number, micro_batch_size, read_sidecar, rollout_samples, write_sidecar
+from tandem_trainer.trl_feed import StepFeeder, group_id_number, micro_batch_size, read_sidecar, rollout_samples, trl_advantages, write_sidecar
 from tandem_trainer.weight_sender import WeightSender
 from tests.fake_control_plane import FakeControlPlane, make_group
 from tests.procs import wait_until
@@ -41,33 +41,49 @@ def test_samples_have_trl_rollout_format() -> None:
     assert group_id_number("abc") == group_id_number("abc") != group_id_number("abd")
 
 
-def test_unscorable_completions_get_trl_advantage_zero_and_stay_out_of_mean_and_std() -> None:
+def test_unscored_completions_get_trl_advantage_zero_and_stay_out_of_mean_and_std() -> None:
     """TRL AsyncRolloutWorker._score_group: a completion every reward
     function returned None for has reward NaN and advantage 0, and the
-    group's mean/std are over the scored ones only."""
-    from tandem_trainer.reward_server import RewardScorer
-
-    def skip_c0(prompts: list[Any], completions: list[Any], **kw: Any) -> list[Any]:
-        return [None if c[0]["content"] == "c0" else 1.0 for c in completions]
-
-    scorer = RewardScorer([skip_c0])
-    scorer.score(["prompt 17"] * 3, ["c0", "c1", "c2"], [None] * 3)
-    # Rewards on the wire 0, 1, 2 (c0 travelled as 0.0).
-    batch = decode_batch("r", 3, [make_group("17", 3, 2, group_size=3), make_group("18", 3, 2, group_size=3)], reserved=False, dropped_stale=0)
-    s = rollout_samples(batch, scorer.unscorable.contains)
+    group's mean/std are over the scored ones only. Tandem learns it from
+    Trajectory.unscored (the endpoint answered null; reward 0 on the wire)."""
+    batch = decode_batch(
+        "r",
+        3,
+        [make_group("17", 3, 2, group_size=3, unscored={0}), make_group("18", 3, 2, group_size=3)],
+        reserved=False,
+        dropped_stale=0,
+    )
+    assert [t.unscored for t in batch.groups[0].trajectories] == [True, False, False]
+    assert batch.groups[0].unscored.tolist() == [True, False, False] and not batch.groups[1].unscored.any()
+    s = rollout_samples(batch)
     assert np.allclose([x["advantage"] for x in s[:3]], [0.0, -1.0, 1.0], atol=1e-6)  # over rewards 1, 2 only
     assert np.isnan(s[0]["metrics"]["reward"]) and s[1]["metrics"]["reward"] == 1.0
     assert s[0]["metrics"]["reward_std"] == s[1]["metrics"]["reward_std"] == 0.5
-    # Another prompt's c0 was scored: (r - mean) / std over 0, 1, 2.
+    # The other group's c0 was scored (reward 0): (r - mean) / std over 0, 1, 2.
     assert np.allclose([x["advantage"] for x in s[3:]], [-1.2247449, 0.0, 1.2247449], atol=1e-6)
-    assert not np.isnan(s[3]["metrics"]["reward"])
-    # A completion that did not travel as 0.0 was not scored by this endpoint as unscorable.
-    other = decode_batch("r", 3, [make_group("17", 3, 2, group_size=3, reward_base=5.0)], reserved=False, dropped_stale=0)
-    assert np.allclose([x["advantage"] for x in rollout_samples(other, scorer.unscorable.contains)], [-1.2247449, 0.0, 1.2247449], atol=1e-6)
-    # All unscorable: every advantage 0, reward_std NaN (TRL: reward_mean = reward_std = nan).
-    scorer.score(["prompt 19"] * 2, ["c0", "c0"], [None] * 2)
-    none = rollout_samples(decode_batch("r", 3, [make_group("19", 3, 2, group_size=1)], reserved=False, dropped_stale=0), scorer.unscorable.contains)
-    assert none[0]["advantage"] == 0.0 and np.isnan(none[0]["metrics"]["reward_std"])
+    assert not np.isnan(s[3]["metrics"]["reward"]) and s[3]["metrics"]["reward"] == 0.0
+    # A middle completion unscored: the rest keep TRL's normalisation over themselves.
+    mid = decode_batch("r", 3, [make_group("20", 3, 2, group_size=3, reward_base=5.0, unscored={1})], reserved=False, dropped_stale=0)
+    assert np.allclose(trl_advantages(mid.groups[0]), [-1.0, 0.0, 1.0], atol=1e-6)
+    # All unscored: every advantage 0, reward_std NaN (TRL: reward_mean = reward_std = nan).
+    none = rollout_samples(decode_batch("r", 3, [make_group("19", 3, 2, group_size=2, unscored={0, 1})], reserved=False, dropped_stale=0))
+    assert [x["advantage"] for x in none] == [0.0, 0.0]
+    assert all(np.isnan(x["metrics"]["reward"]) and np.isnan(x["metrics"]["reward_std"]) for x in none)
+
+
+def test_plain_agent_advantages_apply_the_same_rule() -> None:
+    """Group.advantages (the plain agent's collate): unscored rows get 0 and
+    stay out of the group's mean and std; collate exposes the mask."""
+    from tandem_trainer.collate import collate
+
+    batch = decode_batch("r", 3, [make_group("17", 3, 2, group_size=3, unscored={0}), make_group("19", 3, 2, group_size=2, unscored={0, 1})], reserved=False, dropped_stale=0)
+    g = batch.groups[0]
+    assert np.allclose(g.advantages(), [0.0, -0.5 / (0.5 + 1e-4), 0.5 / (0.5 + 1e-4)], atol=1e-6)
+    assert np.allclose(g.advantages(scale_rewards=False), [0.0, -0.5, 0.5], atol=1e-6)
+    assert batch.groups[1].advantages().tolist() == [0.0, 0.0]
+    seqs = collate(batch)
+    assert seqs.unscored.tolist() == [True, False, False, True, True]
+    assert seqs.advantages[0] == 0.0 and seqs.advantages[3] == seqs.advantages[4] == 0.0
 
 
 def test_batch_shape_rule_names_the_fields() -> None:
@@ -429,11 +445,13 @@ def test_served_reward_functions_and_unscorable_completions_in_training(
     cp.fill(range(3))
     trainer = ti.TandemAsyncGRPOTrainer("tiny", [skip_c0], trl_args(tmp_path), PLACEHOLDER_DATASET, tandem=make_config(cp))
     assert calls["reward_funcs"] == [skip_c0] and trainer._epoch_stop_groups is None
-    # What the rollout worker sends for step 0's groups (fake batches: prompt "prompt <id>", texts c0, c1; rewards 0, 1).
+    # What the rollout worker sends for step 0's groups (fake batches: prompt "prompt <id>", texts c0, c1).
     for gid in ("0-0", "0-1"):
         status, out = http_json("POST", f"http://127.0.0.1:{port}/", {"runId": "run-1", "prompts": [f"prompt {gid}"] * 2, "completions": ["c0", "c1"], "answers": [None, None]})
-        assert status == 200 and out["rewards"] == [0.0, 1.0]
+        assert status == 200 and out["rewards"] == [None, 1.0]
     assert seen[0] == [[{"role": "assistant", "content": "c0"}], [{"role": "assistant", "content": "c1"}]]
+    # ... and what it then stores: c0 with reward 0 and Trajectory.unscored.
+    cp.ready[0] = [make_group(f"0-{i}", 0, 0, 2, unscored={0}) for i in range(2)]
     trainer.train()
     assert cp.acks == [0, 1, 2]
     examples = calls["examples"]
@@ -441,7 +459,7 @@ def test_served_reward_functions_and_unscorable_completions_in_training(
     # c0 unscorable: advantage 0, out of the mean/std, so c1 (alone) also gets 0; TRL's NaN reward metric.
     assert [e["advantage"] for e in step0] == [0.0, 0.0, 0.0, 0.0]
     assert [np.isnan(e["metrics"]["reward"]) for e in step0] == [True, False, True, False]
-    # Steps 1, 2 were not scored by this endpoint: plain GRPO advantages.
+    # Steps 1, 2 carry no unscored completion: plain GRPO advantages.
     assert np.allclose([e["advantage"] for e in later], [-1.0, 1.0] * 4, atol=1e-6)
     with pytest.raises(OSError):
         http_json("GET", f"http://127.0.0.1:{port}/health")  # stopped with train()

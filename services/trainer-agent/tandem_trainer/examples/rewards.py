@@ -18,10 +18,12 @@ def completion_text(completion: Completion) -> str:
     return str(completion[-1]["content"]) if completion else ""
 
 
-def digit_fraction(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[float]:
-    """Share of characters that are digits (a dense, deterministic signal)."""
+def digit_fraction(prompts: Sequence[Any], completions: Sequence[Completion], **kwargs: Any) -> list[Optional[float]]:
+    """Share of characters that are digits; None (not applicable) for a
+    completion without any digit. Where every function returns None, the
+    endpoint answers null and the completion trains as ``unscored``."""
     texts = [completion_text(c) for c in completions]
-    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in texts]
+    return [sum(ch.isdigit() for ch in c) / len(c) if any(ch.isdigit() for ch in c) else None for c in texts]
 
 
 def contains_answer(prompts: Sequence[Any], completions: Sequence[Completion], answers: Sequence[Optional[str]], **kwargs: Any) -> list[Optional[float]]:

@@ -53,6 +53,8 @@ def build() -> TrainingSetup:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return {"loss": round(float(loss), 6), "mean_reward": round(float(seqs.rewards.mean()), 6)}
+        scored = seqs.rewards[~seqs.unscored]  # unscored rows' 0 means nothing
+        mean_reward = round(float(scored.mean()), 6) if scored.numel() else None
+        return {"loss": round(float(loss), 6), "mean_reward": mean_reward}
 
     return TrainingSetup(model=model, optimizer=optimizer, train_step=train_step)
