@@ -114,6 +114,22 @@ describe.skipIf(!KUBECTL)('kustomize overlays', () => {
       ]);
       const crb = objects.find((o) => o.kind === 'ClusterRoleBinding') as any;
       expect(crb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'tandem-control-plane', namespace: ns }]);
+      if (overlay === 'production') {
+        // Redis requires a password from the Secret, and the control plane
+        // uses it: $(REDIS_PASSWORD) expands only from variables listed before it.
+        const fromSecret = { secretKeyRef: { name: 'tandem-redis', key: 'password' } };
+        const redisC = redis.spec.template.spec.containers[0];
+        expect(redisC.args).toEqual(['/etc/redis/redis.conf', '--requirepass', '$(REDIS_PASSWORD)']);
+        expect(redisC.env).toEqual(expect.arrayContaining([{ name: 'REDIS_PASSWORD', valueFrom: fromSecret }, { name: 'REDISCLI_AUTH', valueFrom: fromSecret }]));
+        const cpEnv = deploy.spec.template.spec.containers[0].env as Array<{ name: string; value?: string; valueFrom?: unknown }>;
+        const at = (name: string): number => cpEnv.findIndex((e) => e.name === name);
+        expect(cpEnv[at('REDIS_PASSWORD')]?.valueFrom).toEqual(fromSecret);
+        expect(cpEnv[at('TANDEM_REDIS_URL')]?.value).toBe('redis://:$(REDIS_PASSWORD)@tandem-redis:6379');
+        expect(at('REDIS_PASSWORD')).toBeLessThan(at('TANDEM_REDIS_URL'));
+        expect(env.TANDEM_REDIS_RUN_USERS).toBe('required');
+      } else {
+        expect(env.TANDEM_REDIS_URL).toBe('redis://tandem-redis:6379');
+      }
     });
   }
 });
