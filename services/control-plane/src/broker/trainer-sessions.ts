@@ -18,6 +18,13 @@ export interface TrainerSession {
   address: string;
   /** Latest version the trainer said it holds weights for. */
   weightsReadyVersion: number;
+  /**
+   * The last non-empty weight layout the trainer sent
+   * (`WeightsReady.update_info_json`). Kept here because the trainer sends it
+   * once after attaching, possibly before the run has a weight-sync
+   * coordinator (no generator registered yet); one created later reads it.
+   */
+  updateInfoJson?: string;
   stream: TrainerStream;
 }
 
@@ -88,7 +95,10 @@ export class TrainerSessions {
 
   weightsReady(runId: string, version: number, updateInfoJson = ''): void {
     const session = this.sessions.get(runId);
-    if (session) session.weightsReadyVersion = Math.max(session.weightsReadyVersion, version);
+    if (session) {
+      session.weightsReadyVersion = Math.max(session.weightsReadyVersion, version);
+      if (updateInfoJson) session.updateInfoJson = updateInfoJson;
+    }
     for (const l of this.listeners) l.onWeightsReady?.(runId, version, updateInfoJson);
   }
 

@@ -160,7 +160,7 @@ export class ControlPlaneMetrics {
 
   private readonly lastStats = new Map<string, Map<string, number>>();
   private readonly lastLedger = new Map<string, QueueSnapshot['ledger']>();
-  /** Runs whose series were removed: reading such a run later must not export them again. */
+  /** Runs whose series were removed and that no one follows again: reading one later must not export it. */
   private readonly forgotten = new Set<string>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -212,6 +212,11 @@ export class ControlPlaneMetrics {
       else if (field.startsWith('requests:')) this.generationRequests.inc({ run, code: field.slice('requests:'.length) }, delta);
     }
     this.lastStats.set(run, prev);
+  }
+
+  /** This process runs `run` (again): its series are exported (undoes {@link forgetRun}). */
+  follow(run: string): void {
+    this.forgotten.delete(run);
   }
 
   /**

@@ -62,11 +62,16 @@ describe('ControlPlaneMetrics.forgetRun', () => {
     expect(await m.forgetRun('a')).toBe(0);
   });
 
-  it('a forgotten run is not exported again when it is read later', async () => {
+  it('a forgotten run is not exported again when it is read later, until it is followed again', async () => {
     const m = populated();
     await m.forgetRun('a');
     m.observeSnapshot('a', snapshot(5));
     m.observeGenerationStats('a', { tokens: '200' });
     expect((await runsExported(m)).has('a')).toBe(false);
+    // A run re-created under the same name (RLRun deleted and applied again),
+    // or resumed by this replica when it leads again.
+    m.follow('a');
+    m.observeSnapshot('a', snapshot(1));
+    expect((await runsExported(m)).get('a')?.size).toBeGreaterThan(5);
   });
 });

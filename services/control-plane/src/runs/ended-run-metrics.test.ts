@@ -71,5 +71,10 @@ describe('metrics of ended runs', () => {
     expect(got.status).toBe(200);
     expect(((await got.json()) as { status: { phase: string } }).status.phase).toBe('Cancelled');
     expect(await seriesOf('ends-early')).toEqual([]);
+
+    // A replica that stops running its runs (it lost leadership, or stops)
+    // stops exporting them too, rather than freezing them beside the new leader's.
+    await plane.runs.stop();
+    expect(await seriesOf('still-open')).toEqual([]);
   });
 });

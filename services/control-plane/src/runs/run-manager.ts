@@ -302,8 +302,13 @@ export class RunManager {
 
   /** Stops every admitter (the runs stay open in Redis). */
   async stop(): Promise<void> {
+    const running = [...this.admitters.keys(), ...this.metricsUntilForgotten.keys()];
     await Promise.all([...this.admitters.values()].map((a) => a.stop()));
     this.admitters.clear();
+    // A replica that stops leading no longer follows these runs: its series
+    // would stay frozen beside the new leader's. They go now, and come back
+    // if this replica leads again.
+    await Promise.all(running.map((id) => this.forgetRunMetrics(id).catch(() => undefined)));
   }
 
   /**
@@ -349,6 +354,9 @@ export class RunManager {
       log: this.deps.log.child({ component: 'admitter', runId: record.id }),
     });
     this.admitters.set(record.id, admitter);
+    // This replica runs the run now (new, resumed, or re-created under the
+    // same name): its series are exported again.
+    this.deps.metrics.follow(record.id);
     admitter
       .start()
       .finally(() => prompts.close().catch((err: unknown) => this.log.warn({ err, runId: record.id }, 'closing the prompt queue failed')))
@@ -390,9 +398,11 @@ export class RunManager {
       this.deps.store.redis.hgetall(`${queue.keys.bullPrefix}:stats`),
       this.deps.store.generators(record.id).list(),
     ]);
-    // An ended run's series are final once it is no longer active; a later
-    // read (tandem runs get of an old run) must not export them again.
-    if (!TERMINAL_PHASES.has(record.phase) || this.admitters.has(record.id) || this.metricsUntilForgotten.has(record.id)) {
+    // Only the replica that runs the run exports its series (a standby's
+    // reads must not: its copies would never be removed, and sums over
+    // replicas would count the run twice); an ended run's series are final
+    // once retention has passed, and reading the old run must not bring them back.
+    if (this.admitters.has(record.id) || this.metricsUntilForgotten.has(record.id)) {
       this.deps.metrics.observeSnapshot(record.id, snap);
       this.deps.metrics.observeGenerationStats(record.id, stats);
     }

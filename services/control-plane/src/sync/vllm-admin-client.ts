@@ -53,7 +53,8 @@ export type PackingPlacement = 'init' | 'update';
 
 /** Splits the trainer's update info into what every vLLM takes and the packing. */
 export function splitUpdateInfo(info: UpdateInfo): { layout: WeightLayout; packing: Packing } {
-  const packing: Packing = { packed: info.packed ?? true };
+  // vLLM's own default when `packed` is absent: one broadcast per tensor.
+  const packing: Packing = { packed: info.packed ?? false };
   if (typeof info.packed_buffer_size_bytes === 'number') packing.packed_buffer_size_bytes = info.packed_buffer_size_bytes;
   if (typeof info.packed_num_buffers === 'number') packing.packed_num_buffers = info.packed_num_buffers;
   return { layout: { names: info.names, dtype_names: info.dtype_names, shapes: info.shapes }, packing };
@@ -158,7 +159,11 @@ export function vllmAdmin(baseUrl: string, doFetch: typeof fetch = fetch): VllmA
         // An older vLLM refuses the packing fields before it joins the
         // group (a parse error, answered at once), so the rendezvous is
         // still open for the second try; anything else is a real failure.
-        if (!(err instanceof GeneratorAnswerError) || !/init_info|unexpected keyword|packed/i.test(err.body)) throw err;
+        // Its answer names init_info (vLLM's "Invalid init_info ..."), or is
+        // a bare error without a body (a server without the detailed error
+        // handler); a deadline or a connection failure is not a refusal.
+        const refused = err instanceof GeneratorAnswerError && (/init_info|unexpected keyword argument/i.test(err.body) || err.body.trim() === '');
+        if (!refused) throw err;
         await call('POST', '/init_weight_transfer_engine', { init_info: init }, Math.max(1, d - (Date.now() - startedAt)));
         return 'update';
       }

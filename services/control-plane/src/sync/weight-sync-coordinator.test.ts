@@ -71,7 +71,7 @@ function fakeAdmin(gens: Map<string, FakeGenerator>): (url: string) => VllmAdmin
   };
 }
 
-async function setup(options: { generators: number; timeoutMs?: number; trainerOk?: boolean; trainerDelayMs?: number; simulated?: boolean }) {
+async function setup(options: { generators: number; timeoutMs?: number; trainerOk?: boolean; trainerDelayMs?: number; simulated?: boolean; sessionLayout?: string }) {
   const runId = `sync-${randomUUID().slice(0, 8)}`;
   const queue = store.forRun(runId);
   await queue.init({ maxTrajectoryAgeSteps: 1, batchGroups: 1, capacityGroups: 2, maxSteps: 100 });
@@ -90,6 +90,7 @@ async function setup(options: { generators: number; timeoutMs?: number; trainerO
     trainerId: 't',
     simulated: options.simulated ?? true,
     weightsReadyVersion: -1,
+    ...(options.sessionLayout === undefined ? {} : { updateInfoJson: options.sessionLayout }),
     address: '127.0.0.1',
     stream: {
       write: (m: ControlMessage) => {
@@ -191,6 +192,34 @@ describe('weight-sync coordinator', () => {
       [3, true],
     ]);
     expect(newer.initPacking).toEqual({ ...packing, packed_buffer_size_bytes: 4096 });
+    await t.coordinator.stop();
+  });
+
+  it('uses the layout a real trainer sent before the coordinator existed', async () => {
+    // The trainer attached and sent its layout before any generator registered
+    // (the usual order on Kubernetes); later WeightsReady carry none.
+    const layout = { names: ['w'], dtype_names: ['float32'], shapes: [[2]] };
+    const t = await setup({ generators: 1, simulated: false, sessionLayout: JSON.stringify({ ...layout, packed: true }) });
+    t.coordinator.weightsReady(1, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
+    expect([...t.gens.values()][0]?.layouts).toEqual([layout]);
+    await t.coordinator.stop();
+  });
+
+  it('ignores a malformed layout, and re-forms the group for a generator that re-registers at the same URL', async () => {
+    const t = await setup({ generators: 2 });
+    t.coordinator.weightsReady(1, JSON.stringify({ names: ['a', 'b'], dtype_names: ['float32'], shapes: [[1]] }));
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
+    expect([...t.gens.values()][0]?.layouts).toEqual([{ names: [], dtype_names: [], shapes: [] }]);
+    // gen-1 restarted: a new process at the same id and URL holds no transfer engine.
+    await t.registry.register('gen-1', 'http://gen-1', 0);
+    t.coordinator.generatorRegistered('gen-1');
+    t.coordinator.weightsReady(2, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 2, 'version 2 published');
+    expect(t.coordinator.reports.map((r) => [r.policyVersion, r.groupReformed])).toEqual([
+      [1, true],
+      [2, true],
+    ]);
     await t.coordinator.stop();
   });
 

@@ -45,6 +45,7 @@ export interface SyncReport {
   result: 'ok' | 'partial' | 'failed';
 }
 
+/** What a simulated trainer (which sends no layout) syncs with: nothing to receive, packed as real trainers are. */
 const EMPTY_UPDATE_INFO: UpdateInfo = { names: [], dtype_names: [], shapes: [], packed: true };
 
 /**
@@ -94,6 +95,8 @@ export class WeightSyncCoordinator {
   private groupPacking = '';
   private groupKey = '';
   private groupId = '';
+  /** The session's layout last taken (or refused), so a malformed one is not re-read every round. */
+  private sessionLayoutTaken: string | undefined;
   /** Whether the wait for a real trainer's weight layout was logged (once per coordinator). */
   private layoutWaitLogged = false;
   /** World size of the current transfer group (trainer + every generator rank). */
@@ -139,15 +142,27 @@ export class WeightSyncCoordinator {
 
   /** The trainer holds weights for `version` (and, for real models, their layout). */
   weightsReady(version: number, updateInfoJson: string): void {
-    if (updateInfoJson) {
-      try {
-        this.updateInfo = JSON.parse(updateInfoJson) as UpdateInfo;
-      } catch {
-        this.log.warn('trainer sent update_info_json that is not JSON; ignoring it');
-      }
-    }
+    if (updateInfoJson) this.takeLayout(updateInfoJson);
     if (version > this.wantedVersion) this.wantedVersion = version;
     this.kick?.();
+  }
+
+  /** Takes the trainer's weight layout when it is well-formed; anything else is logged and ignored. */
+  private takeLayout(updateInfoJson: string): void {
+    let info: unknown;
+    try {
+      info = JSON.parse(updateInfoJson);
+    } catch {
+      this.log.warn('trainer sent update_info_json that is not JSON; ignoring it');
+      return;
+    }
+    const i = info as Partial<UpdateInfo> | null;
+    const lists = i !== null && typeof i === 'object' && Array.isArray(i.names) && Array.isArray(i.dtype_names) && Array.isArray(i.shapes);
+    if (!lists || i.names?.length !== i.dtype_names?.length || i.names?.length !== i.shapes?.length) {
+      this.log.warn('trainer sent update_info_json without names, dtype_names and shapes lists of one length; ignoring it');
+      return;
+    }
+    this.updateInfo = i as UpdateInfo;
   }
 
   /** The trainer answered a SendWeights command. */
@@ -179,10 +194,16 @@ export class WeightSyncCoordinator {
     this.kick?.();
   }
 
-  /** A generator (re-)registered: a new process, so its cut-off history is forgotten. */
+  /**
+   * A generator (re-)registered: a new process, so its cut-off history is
+   * forgotten, and the group is re-formed at the next sync even when it
+   * came back under the same id and URL (a new process holds no transfer
+   * engine; keeping the group would fail that sync for everyone).
+   */
   generatorRegistered(id: string): void {
     this.cutOffs.delete(id);
     this.healthFailures.delete(id);
+    this.groupKey = '';
     this.kick?.();
   }
 
@@ -212,6 +233,12 @@ export class WeightSyncCoordinator {
         // shapes), which generators must be given in /update_weights; a sync
         // before the trainer has sent one would have vLLM receive nothing
         // while the trainer broadcasts. Simulated trainers send no layout.
+        // A trainer that attached before this coordinator existed (no
+        // generator had registered yet) sent its layout then: its session kept it.
+        if (this.updateInfo.names.length === 0 && trainer?.updateInfoJson && trainer.updateInfoJson !== this.sessionLayoutTaken) {
+          this.sessionLayoutTaken = trainer.updateInfoJson;
+          this.takeLayout(trainer.updateInfoJson);
+        }
         const layoutKnown = this.updateInfo.names.length > 0 || trainer?.simulated === true;
         if (trainer && !layoutKnown && !this.layoutWaitLogged) {
           this.layoutWaitLogged = true;
