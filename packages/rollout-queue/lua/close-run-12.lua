@@ -9,8 +9,13 @@
   ARGV[1]      events channel
   ARGV[2]      new state: "cancelled" | "failed"
   ARGV[3]      the caller's fencing token, or ''
+  ARGV[4]      the trainer step KEYS[11] was named after
 
-  Returns {1, groupsCancelled} or {0, 0} when the run was not open.
+  Returns {1, groupsCancelled}, {0, 0} when the run was not open, or
+  {2, trainerStep} without changing anything when the trainer step is no
+  longer ARGV[4] (an ack moved it between the caller's read and this call:
+  KEYS[11] would name the wrong batch and leave the served one open); the
+  caller retries with the new step.
 
   Fencing: KEYS[12] is the run's fence (the highest leader token that took the
   run over) and ARGV[3] the caller's token; a token below the fence is refused
@@ -24,6 +29,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -11 end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) < tonumber(redis.call('GET', KEYS[12]) or '0') then return -12 end
 local meta = KEYS[1]
 if redis.call('HGET', meta, 'state') ~= 'open' then return {0, 0} end
+local step = redis.call('HGET', meta, 'trainerStep') or '0'
+if step ~= ARGV[4] then return {2, tonumber(step)} end
 local ids = {}
 for _, key in ipairs({KEYS[3], KEYS[4]}) do
   local members = redis.call('ZRANGE', key, 0, -1)

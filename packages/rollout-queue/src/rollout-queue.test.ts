@@ -108,6 +108,41 @@ describe('admission', () => {
   });
 });
 
+describe('closing a run', () => {
+  it('cancels the served batch even when an ack moves the trainer step while it closes', async () => {
+    const q = await newQueue({ batchGroups: 1, maxTrajectoryAgeSteps: 1, maxSteps: 5 });
+    const a = await admitOne(q);
+    const b = await admitOne(q);
+    await q.complete(group(a.groupId, 0));
+    await q.complete(group(b.groupId, 0));
+    expect((await q.tryServeBatch(0)).kind).toBe('ready');
+    await q.ackBatch(0, { publishVersion: true });
+    // The trainer pulled step 1 at once: batch:1 is served and not acked.
+    expect((await q.tryServeBatch(1)).kind).toBe('ready');
+    // close() read the trainer step just before that ack (the race).
+    const redis = (q as unknown as { redis: { hget: (key: string, field: string) => Promise<string | null> } }).redis;
+    const hget = redis.hget.bind(redis);
+    let raced = false;
+    redis.hget = async (key, field) => {
+      if (field === 'trainerStep' && !raced) {
+        raced = true;
+        return '0';
+      }
+      return hget(key, field);
+    };
+    try {
+      expect(await q.close('cancelled')).toBe(1);
+    } finally {
+      redis.hget = hget;
+    }
+    expect(raced).toBe(true);
+    const snap = await q.snapshot();
+    expect(snap.state).toBe('cancelled');
+    expect(snap.ledger).toMatchObject({ admitted: 2, trained: 1, cancelled: 1 });
+    expect([...(await q.groupStates()).values()].sort()).toEqual(['cancelled', 'trained']);
+  });
+});
+
 describe('serving and acking', () => {
   it('serves only complete batches of the target step, then re-serves an un-acked one', async () => {
     const q = await newQueue({ batchGroups: 2, maxTrajectoryAgeSteps: 1 });

@@ -196,8 +196,12 @@ export class RolloutQueue {
       groupSeq: 0,
       state: 'open',
     };
-    // HSETNX per field: idempotent, and never resets a running queue.
-    await Promise.all(Object.entries(fields).map(([f, v]) => this.redis.hsetnx(this.keys.meta, f, v)));
+    // HSETNX per field: idempotent, and never resets a running queue. In
+    // one MULTI, so a crash (or an AOF cut) never leaves a partial `meta`
+    // that every script would trip over.
+    const tx = this.redis.multi();
+    for (const [f, v] of Object.entries(fields)) tx.hsetnx(this.keys.meta, f, v);
+    await tx.exec();
     // A run created by a leader belongs to it from the start.
     const token = this.fencingToken();
     if (token !== undefined) await this.raiseFence(token);
@@ -452,15 +456,26 @@ export class RolloutQueue {
    * Returns how many groups were cancelled (0 when already closed).
    */
   async close(state: 'cancelled' | 'failed'): Promise<number> {
-    const trainerStep = Number((await this.redis.hget(this.keys.meta, 'trainerStep')) ?? 0);
+    // The served batch's key is named after the trainer step, which an ack
+    // can move between this read and the script: the script then changes
+    // nothing and says so, and we go again with the new step.
+    let trainerStep = Number((await this.redis.hget(this.keys.meta, 'trainerStep')) ?? 0);
     const fence = this.fence();
-    const reply = await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep), this.keys.fence], [
-      this.keys.events,
-      state,
-      fence.arg,
-    ]);
-    if (typeof reply === 'number') throw scriptError(reply, this.ctx({}, fence.token));
-    return Number((reply as [number, number])[1]);
+    for (;;) {
+      const reply = await scripts.closeRun.run(this.redis, [...this.keys.common, this.keys.batch(trainerStep), this.keys.fence], [
+        this.keys.events,
+        state,
+        fence.arg,
+        trainerStep,
+      ]);
+      if (typeof reply === 'number') throw scriptError(reply, this.ctx({}, fence.token));
+      const [outcome, value] = reply as [number, number];
+      if (outcome === 2) {
+        trainerStep = value;
+        continue;
+      }
+      return Number(value);
+    }
   }
 
   /** Reads the queue's counters; NOT_FOUND when the run has no queue. */

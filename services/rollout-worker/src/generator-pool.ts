@@ -197,8 +197,13 @@ export class GeneratorPool {
 
   /** Current version of a generator per the registry (for stamping). */
   async versionOf(id: string): Promise<number | undefined> {
+    return (await this.recordOf(id))?.policyVersion;
+  }
+
+  /** A generator's registry record as it is now (undefined once it was removed). */
+  async recordOf(id: string): Promise<GeneratorRecord | undefined> {
     await this.refresh();
-    return this.members.get(id)?.record.policyVersion;
+    return this.members.get(id)?.record;
   }
 
   private lease(m: Member): Lease {

@@ -74,10 +74,16 @@ async function makeWorker(options: {
   retry?: Partial<RolloutRetryPolicy>;
   logLines?: string[];
   reward?: RewardFunction;
+  /** The registry as the pool reads it (default: one ready generator) and whether it has changed since. */
+  directory?: { list: () => GeneratorRecord[]; changed: () => boolean };
 }) {
   const record: GeneratorRecord = { id: 'gen-0', url: 'http://gen-0', state: 'ready', policyVersion: 0, updatedAtMs: 0 };
+  const directory = options.directory ?? { list: () => [record], changed: () => false };
   const pool = new GeneratorPool(
-    { list: async () => [record], nextChange: () => ({ promise: new Promise<void>(() => undefined), cancel: () => undefined }) },
+    {
+      list: async () => directory.list(),
+      nextChange: () => ({ promise: directory.changed() ? Promise.resolve() : new Promise<void>(() => undefined), cancel: () => undefined }),
+    },
     // A generator fault never benches it here: these tests are about one generator's answers.
     { maxInFlightPerGenerator: 4, unhealthyAfterFailures: 1000, probeAfterMs: 1000, refreshMs: 1_000_000 },
     { clock: options.clock, log: silentLogger(), probe: async () => true },
@@ -181,6 +187,36 @@ describe('rollout worker rewards', () => {
     expect(failed).toEqual([]);
     const group = PromptGroup.decode((completed[0] as EncodedGroup).payload);
     expect(group.trajectories.map((t) => [t.reward, t.unscored])).toEqual([[0, true]]);
+  });
+
+  it('generates again when the generator lost its weights during the request (failed or cut-off sync)', async () => {
+    const ready: GeneratorRecord = { id: 'gen-0', url: 'http://gen-0', state: 'ready', policyVersion: 0, updatedAtMs: 0 };
+    let phase: 'before' | 'lost' | 'restored' = 'before';
+    const directory = {
+      list: (): GeneratorRecord[] => {
+        if (phase !== 'lost') return [ready];
+        // Read once right after the first answer: the sync failed meanwhile.
+        phase = 'restored';
+        return [{ ...ready, state: 'joining', policyVersion: -1 }];
+      },
+      changed: () => phase === 'restored',
+    };
+    const script = scriptedFetch([
+      { status: 200, body: okBody },
+      { status: 200, body: okBody },
+    ]);
+    const fetchThenLose: typeof fetch = async (...args) => {
+      const res = await script.fetch(...args);
+      if (script.calls() === 1) phase = 'lost';
+      return res;
+    };
+    const lines: string[] = [];
+    const { worker, completed } = await makeWorker({ fetch: fetchThenLose, clock: recordingClock(), random: () => 0, directory, logLines: lines });
+    expect(await worker.process(job, new AbortController().signal)).toBe('completed');
+    expect(script.calls()).toBe(2);
+    expect(completed).toHaveLength(1);
+    const reasons = lines.map((l) => JSON.parse(l) as { msg: string; reason?: string }).filter((l) => l.msg === 'completion attempt failed; retrying');
+    expect(reasons.map((l) => l.reason)).toEqual(['generator gen-0 lost its weights during the request (now joining); generating again']);
   });
 
   it('a scored completion is not marked', async () => {

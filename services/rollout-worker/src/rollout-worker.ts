@@ -171,8 +171,15 @@ export class RolloutWorker {
         // Real vLLM reports no version: the generator held lease.policyVersion
         // when the request started, and whatever the registry says now when
         // it ended (a sync may have completed mid-request with pause "keep").
+        const now = await pool.recordOf(lease.id);
+        if (now && (now.state === 'joining' || now.state === 'unhealthy' || now.policyVersion < 0)) {
+          // A weight sync failed or cut this generator off while it was
+          // generating: the tokens may come from partly updated weights,
+          // which no version stamp describes. Generate again elsewhere.
+          throw new GenerationError(ErrorCode.Unavailable, `generator ${lease.id} lost its weights during the request (now ${now.state}); generating again`, { generatorFault: false });
+        }
         const minVersion = result.reportedMinVersion ?? lease.policyVersion;
-        const maxVersion = Math.max(minVersion, result.reportedMaxVersion ?? (await pool.versionOf(lease.id)) ?? lease.policyVersion);
+        const maxVersion = Math.max(minVersion, result.reportedMaxVersion ?? now?.policyVersion ?? lease.policyVersion);
         lease.release('ok');
         stats.request(lease.id, 'ok', completion.tokenIds.length, clock.now() - started);
         return { ...completion, minVersion, maxVersion, generator: lease.id, promptTokenIds: result.promptTokenIds };

@@ -140,20 +140,31 @@ export class RunManager {
     const record: RunRecord = { id, namespace: namespace ?? this.deps.fixedNamespace ?? DEFAULT_NAMESPACE, spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' };
     if (!(await this.records.create(record))) {
       const existing = await this.records.get(id);
-      if (existing && !TERMINAL_PHASES.has(existing.phase)) this.startAdmitter(existing);
+      if (existing && !TERMINAL_PHASES.has(existing.phase)) {
+        // A process that stored the record may have died before creating
+        // the queue: creating it is idempotent, from the stored spec.
+        await this.initQueue(existing);
+        this.startAdmitter(existing);
+      }
       return { run: await this.get(id), created: false };
     }
-    await this.deps.store.forRun(id).init({
-      maxTrajectoryAgeSteps: spec.async.maxTrajectoryAgeSteps,
-      batchGroups: spec.algorithm.batchGroups,
-      capacityGroups: queueCapacityGroups(spec),
-      maxSteps: spec.maxSteps,
-    });
+    await this.initQueue(record);
     this.log.info({ runId: id, maxSteps: spec.maxSteps, k: spec.async.maxTrajectoryAgeSteps }, 'run accepted');
     await this.journal(id, 'Normal', 'Accepted', `run accepted: ${spec.maxSteps} steps, k = ${spec.async.maxTrajectoryAgeSteps}, ${spec.algorithm.batchGroups} groups of ${spec.algorithm.groupSize} a step`);
     this.startAdmitter(record);
     await this.startWorkloads(record);
     return { run: await this.get(id), created: true };
+  }
+
+  /** Creates the run's rollout queue if it does not exist yet (never resets one). */
+  private async initQueue(record: RunRecord): Promise<void> {
+    const { spec } = record;
+    await this.deps.store.forRun(record.id).init({
+      maxTrajectoryAgeSteps: spec.async.maxTrajectoryAgeSteps,
+      batchGroups: spec.algorithm.batchGroups,
+      capacityGroups: queueCapacityGroups(spec),
+      maxSteps: spec.maxSteps,
+    });
   }
 
   /** The namespace of runs submitted without one. */
@@ -292,6 +303,7 @@ export class RunManager {
     for (const id of await this.records.ids()) {
       const record = await this.records.get(id);
       if (!record || TERMINAL_PHASES.has(record.phase)) continue;
+      await this.initQueue(record);
       this.startAdmitter(record);
       await this.startWorkloads(record);
       await this.journal(id, 'Normal', 'Resumed', 'control plane (re)started: admission and workloads resumed');

@@ -223,6 +223,20 @@ describe('weight-sync coordinator', () => {
     await t.coordinator.stop();
   });
 
+  it('publishes again a version Redis lost (restart within its AOF fsync window)', async () => {
+    const t = await setup({ generators: 1 });
+    t.coordinator.weightsReady(1, '');
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published');
+    await store.redis.hset(t.queue.keys.meta, 'policyVersion', 0);
+    t.coordinator.membershipChanged();
+    await until(async () => (await t.queue.snapshot()).policyVersion === 1, 'version 1 published again');
+    expect(t.coordinator.reports.map((r) => [r.policyVersion, r.result])).toEqual([
+      [1, 'ok'],
+      [1, 'ok'],
+    ]);
+    await t.coordinator.stop();
+  });
+
   it('cuts off a generator that hangs its update at the deadline; the rest complete', async () => {
     const t = await setup({ generators: 3, timeoutMs: 1200 });
     const hung = t.gens.get('http://gen-1') as FakeGenerator;

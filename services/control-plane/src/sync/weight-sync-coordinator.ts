@@ -228,6 +228,10 @@ export class WeightSyncCoordinator {
         const trainerVersion = Math.max(this.wantedVersion, trainer?.weightsReadyVersion ?? -1);
         // Sync when the trainer is ahead of what generators serve, or when
         // joiners wait and nobody serves (else the run could never proceed).
+        // Redis is the truth: a publish it lost (a restart within its AOF
+        // fsync window) must be made again, or admission, which waits on the
+        // published version, would wait for ever (k = 0 runs at once).
+        publishedVersion = Math.min(publishedVersion, snap.policyVersion);
         const behind = trainerVersion > publishedVersion && live.length > 0;
         // A real trainer's broadcast follows its layout (names, dtypes,
         // shapes), which generators must be given in /update_weights; a sync

@@ -1,10 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, systemClock, type Clock } from '@tandem/common';
 import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
+import { parseRunSpec } from '@tandem/run-spec';
+import { RunRecordStore } from '@tandem/rollout-queue';
 import { ControlPlane } from '../control-plane.js';
 import { loadConfig } from '../config.js';
 
 /**
+ * RunManager against real Redis and HTTP.
+ *
  * An ended run's series stay on /metrics (its final figures) for
  * TANDEM_ENDED_RUN_METRICS_SECONDS, then go, and reading the old run later
  * does not bring them back: a long-lived control plane does not export
@@ -76,5 +80,22 @@ describe('metrics of ended runs', () => {
     // stops exporting them too, rather than freezing them beside the new leader's.
     await plane.runs.stop();
     expect(await seriesOf('still-open')).toEqual([]);
+  });
+});
+
+describe('a run whose record was stored but whose queue was never created', () => {
+  it('gets its queue when it is accepted again (a crash between the two writes)', async () => {
+    const spec = parseRunSpec({ model: { name: 'tiny' }, dataset: { source: 'builtin', name: 'arithmetic', size: 10 }, reward: { kind: 'numeric' }, algorithm: { groupSize: 2, batchGroups: 2 }, maxSteps: 3 });
+    const now = new Date().toISOString();
+    const records = new RunRecordStore(plane.store.redis, 'tandem');
+    expect(await records.create({ id: 'half-made', namespace: 'default', spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' })).toBe(true);
+    await expect(plane.store.forRun('half-made').snapshot()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const { created } = await plane.runs.accept('half-made', spec);
+    expect(created).toBe(false);
+    const snap = await plane.store.forRun('half-made').snapshot();
+    expect(snap).toMatchObject({ state: 'open', trainerStep: 0, settings: { batchGroups: 2, maxSteps: 3 } });
+    // Admission runs on it.
+    await until(async () => (await plane.store.forRun('half-made').snapshot()).inFlight > 0, 'a group admitted');
+    await plane.runs.cancel('half-made', 'test over');
   });
 });
