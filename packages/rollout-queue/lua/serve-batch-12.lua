@@ -69,6 +69,7 @@ for i = 1, #candidates do
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', KEYS[5], id, 'dropped_stale')
     redis.call('HDEL', KEYS[7], id)
+    redis.call('HDEL', KEYS[6], id)
     redis.call('HINCRBY', KEYS[2], s, -1)
     redis.call('HINCRBY', KEYS[8], 'dropped_stale', 1)
     redis.call('HINCRBY', KEYS[8], 'tokens_wasted', tonumber(tokens))

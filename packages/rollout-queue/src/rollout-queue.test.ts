@@ -201,6 +201,9 @@ describe('serving and acking', () => {
     const served = await q.tryServeBatch(0);
     expect(served).toEqual({ kind: 'not_ready', droppedStale: 1, freshFinished: 0 });
     expect((await q.groupStates()).get(a.groupId)).toBe('dropped_stale');
+    // Nothing of the dropped group is kept but its state.
+    expect(await store.redis.hexists(q.keys.gmeta, a.groupId)).toBe(0);
+    expect(await store.redis.hexists(q.keys.payload, a.groupId)).toBe(0);
   });
 
   it('rejects completions of groups that are not in flight', async () => {
