@@ -74,6 +74,9 @@ describe('run spec', () => {
   it('validates run ids as DNS labels', () => {
     expect(isValidRunId('run-1')).toBe(true);
     expect(isValidRunId('Run_1')).toBe(false);
+    // A run id names Kubernetes Services, which must start with a letter (DNS-1035).
+    expect(isValidRunId('42-exp')).toBe(false);
+    expect(isValidRunId('exp-42')).toBe(true);
     expect(isValidRunId('-a')).toBe(false);
     expect(isValidRunId('a'.repeat(64))).toBe(false);
   });

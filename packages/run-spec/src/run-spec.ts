@@ -231,9 +231,12 @@ export function queueCapacityGroups(spec: RunSpec): number {
   return spec.async.queueCapacityGroups ?? spec.algorithm.batchGroups * (spec.async.maxTrajectoryAgeSteps + 1);
 }
 
-const RUN_ID = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const RUN_ID = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-/** Whether `id` is a valid run id (a DNS-1123 label, so it can name Kubernetes objects). */
+/**
+ * Whether `id` is a valid run id: a DNS-1035 label (a DNS-1123 label that
+ * starts with a letter), because it names Kubernetes Services, which must be.
+ */
 export function isValidRunId(id: string): boolean {
   return RUN_ID.test(id);
 }

@@ -111,7 +111,7 @@ export class RunManager {
     const spec = declarations ? declarations.parseSpec(input.spec) : parseRunSpec(input.spec);
     if (input.runId !== undefined && input.runId !== '' && !isValidRunId(input.runId)) {
       throw TandemError.invalid('run', [
-        { path: 'runId', message: 'must be a DNS-1123 label: lowercase letters, digits and -, at most 63 characters' },
+        { path: 'runId', message: 'must start with a letter, then lowercase letters, digits and -, at most 63 characters (a DNS-1035 label: it names Kubernetes Services)' },
       ]);
     }
     const namespace = this.namespaceOf(input.namespace);

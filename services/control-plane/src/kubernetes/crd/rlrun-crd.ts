@@ -63,7 +63,8 @@ export function rlrunOpenApiSchema(): StructuralSchema {
           name: {
             type: 'string',
             maxLength: MAX_RLRUN_NAME_LENGTH,
-            pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+            // DNS-1035: the run's Services are named after it, and Service names must start with a letter.
+            pattern: '^[a-z]([-a-z0-9]*[a-z0-9])?$',
           },
         },
       },

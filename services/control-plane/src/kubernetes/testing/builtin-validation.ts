@@ -11,6 +11,7 @@ import type { FieldError } from './schema-validator.js';
  * object a real cluster would refuse for these reasons.
  */
 
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -28,8 +29,14 @@ export function validateBuiltin(kind: string, o: KubeObject, old: KubeObject | u
     void errors.push({ reason: 'FieldValueInvalid', field, message: `Invalid value: ${JSON.stringify(value)}: ${why}` });
 
   const name = o.metadata.name ?? '';
-  const nameRule = kind === 'Service' ? DNS_LABEL : DNS_SUBDOMAIN;
-  if (name.length > (kind === 'Service' ? 63 : 253) || !nameRule.test(name)) invalid('metadata.name', name, 'a lowercase RFC 1123 name must consist of lower case alphanumeric characters or \'-\'');
+  if (kind === 'Service') {
+    // Service names are DNS-1035 labels: they must start with a letter.
+    if (name.length > 63 || !DNS_1035_LABEL.test(name)) {
+      invalid('metadata.name', name, "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character");
+    }
+  } else if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    invalid('metadata.name', name, "a lowercase RFC 1123 name must consist of lower case alphanumeric characters or '-'");
+  }
   labels(o.metadata.labels, 'metadata.labels', invalid);
 
   const spec = obj(o.spec);

@@ -236,6 +236,9 @@ describe('fake apiserver: CRD validation', () => {
     expect(wrongKind.json.details.causes[0]).toMatchObject({ field: 'spec.dataset.source', reason: 'FieldValueNotSupported' });
     const longName = await raw('POST', `/apis/tandem.dev/v1alpha1/namespaces/${NS}/rlruns`, { metadata: { name: 'x'.repeat(41) }, spec });
     expect(longName.json.details.causes[0]).toMatchObject({ field: 'metadata.name', reason: 'FieldValueTooLong' });
+    // The run's Services are named after it: a name must start with a letter (DNS-1035).
+    const digitFirst = await raw('POST', `/apis/tandem.dev/v1alpha1/namespaces/${NS}/rlruns`, { metadata: { name: '42-exp' }, spec });
+    expect(digitFirst.json.details.causes[0]).toMatchObject({ field: 'metadata.name', reason: 'FieldValueInvalid' });
     expect(await kube.list(RLRUN, NS)).toMatchObject({ items: [] });
   });
 
