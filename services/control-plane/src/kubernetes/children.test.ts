@@ -91,6 +91,17 @@ describe('child objects', () => {
     expect(await validateAgainstKubernetesSchema({ apiVersion: 'apps/v1', kind: 'StatefulSett', metadata: { name: 'x' } })).toEqual(['apps/v1 StatefulSett: not a built-in Kubernetes kind']);
   });
 
+  it('the run ConfigMap holds the spec as compact JSON, without inline prompts', () => {
+    const prompts = Array.from({ length: 2000 }, (_, i) => ({ prompt: `p${i}`, promptTokenIds: Array.from({ length: 200 }, (_, j) => j) }));
+    const spec = parseRLRunSpec({ ...(parse(readFileSync(`${ROOT}k8s/examples/small-rlrun.yaml`, 'utf8')).spec as object), dataset: { source: 'inline', prompts } });
+    const cm = runConfigMap(id, spec) as any;
+    const stored = JSON.parse(cm.data['run-spec.json']);
+    expect(stored.dataset).toEqual({ source: 'inline', prompts: '2000 prompts (see the RLRun)' });
+    expect(stored.maxSteps).toBe(spec.maxSteps);
+    expect(cm.data['run-spec.json']).not.toContain('\n');
+    expect(Buffer.byteLength(JSON.stringify(cm.data))).toBeLessThan(64 * 1024);
+  });
+
   it('a multi-node trainer: one Indexed Job over all nodes, GPUs per node, rendezvous at rank 0, Kueue label', () => {
     const spec = example('multi-node-rlrun.yaml');
     const job = trainerJob(id, spec, TEST_SETTINGS) as any;

@@ -217,13 +217,20 @@ function placement(spec: RLRunSpec, p: { nodeSelector?: Record<string, string> |
   };
 }
 
-/** The run's ConfigMap: the full spec (defaults applied), for people and for pods that want it. */
+/**
+ * The run's ConfigMap: the full spec (defaults applied), for people and for
+ * pods that want it. Compact JSON, and inline prompts left out (the run's
+ * prompts are in Redis; the RLRun has them): an RLRun may hold up to etcd's
+ * ~1.5 MiB, a ConfigMap at most 1 MiB, and indented token ids would grow it
+ * several times over.
+ */
 export function runConfigMap(run: RunIdentity, spec: RLRunSpec): KubeObject {
+  const dataset = spec.dataset.source === 'inline' ? { source: 'inline', prompts: `${spec.dataset.prompts.length} prompts (see the RLRun)` } : spec.dataset;
   return hashed({
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: meta(run, childNames(run.name).config, 'config'),
-    data: { 'run-id': run.name, 'run-spec.json': JSON.stringify(spec, null, 2) },
+    data: { 'run-id': run.name, 'run-spec.json': JSON.stringify({ ...spec, dataset }) },
   });
 }
 

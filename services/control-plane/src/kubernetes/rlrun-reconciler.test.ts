@@ -132,6 +132,19 @@ describe('RLRun reconciler', () => {
     expect(h.controllers.pods(NS, { 'tandem.dev/run': 'gamma' })).toEqual([]);
   });
 
+  it('keeps the checkpoint PVC as created when the spec changes what a claim cannot change, and goes on reconciling', async () => {
+    await h.kube.create(RLRUN, NS, rlrun('kappa'));
+    const pvc = await eventually(() => get(PVC, 'kappa-checkpoints'), { what: 'checkpoint PVC' });
+    expect((pvc.spec as any).accessModes).toEqual(['ReadWriteOnce']);
+    // Two trainer nodes would ask for ReadWriteMany and a bigger volume: a
+    // real apiserver refuses both on an existing claim (the fake does too).
+    const run = (await get(RLRUN, 'kappa')) as KubeObject;
+    await h.kube.replace(RLRUN, NS, { ...run, spec: { ...(run.spec as object), generator: { replicas: 3, tensorParallelSize: 2 }, trainer: { numNodes: 2, procsPerNode: 4, checkpoint: { storage: { size: '200Gi' } } } } });
+    await eventually(async () => ((await get(STATEFULSET, 'kappa-gen'))?.spec as any)?.replicas === 3, { what: 'the StatefulSet follows the spec' });
+    expect((await get(PVC, 'kappa-checkpoints'))?.spec).toEqual(pvc.spec);
+    expect(await condition('kappa', 'Failed')).not.toBe('True');
+  });
+
   it('suspends (pods go, checkpoint PVC and run state stay) and resumes', async () => {
     await h.kube.create(RLRUN, NS, rlrun('delta'));
     await eventually(async () => (await status('delta')).replicas?.generators.registered === 2, { what: 'registered' });

@@ -258,7 +258,7 @@ export class RLRunReconciler {
       if (credentials) await this.applyChild(SECRET, runCredentialsSecret(id, credentials));
     }
     const pvc = checkpointPvc(id, spec, this.d.settings);
-    if (pvc) await this.applyChild(PVC, pvc);
+    if (pvc) await this.ensureCheckpointClaim(pvc);
     await this.applyChild(STATEFULSET, generatorStatefulSet(id, spec, this.d.settings, active));
     await this.applyChild(DEPLOYMENT, rolloutWorkerDeployment(id, spec, this.d.settings, active));
     if (!active) {
@@ -407,6 +407,23 @@ export class RLRunReconciler {
     for (const key of [...this.applied.keys()]) if (key.split('/')[1]?.startsWith(`${name}-`)) this.applied.delete(key);
     this.tokenMemo.delete(name);
     this.written.delete(name);
+  }
+
+  /**
+   * Creates the checkpoint PVC once. A claim's access modes, storage class
+   * and size are fixed after creation (the apiserver refuses most changes
+   * with 422, shrinking always), so a later spec change must not be applied
+   * to it, or every reconcile of the run would fail there; the claim keeps
+   * what it was created with.
+   */
+  private async ensureCheckpointClaim(desired: KubeObject): Promise<void> {
+    const name = desired.metadata.name as string;
+    const key = `${PVC.plural}/${name}`;
+    const hash = desired.metadata.annotations?.[ANNOTATION_SPEC_HASH] ?? '';
+    if (this.applied.has(key)) return;
+    const existing = await this.d.api.get(PVC, this.d.namespace, name);
+    if (!existing) await this.d.api.apply(PVC, this.d.namespace, desired, { fieldManager: FIELD_MANAGER, force: true });
+    this.applied.set(key, existing?.metadata.annotations?.[ANNOTATION_SPEC_HASH] ?? hash);
   }
 
   private async applyChild(type: ResourceType, desired: KubeObject): Promise<void> {

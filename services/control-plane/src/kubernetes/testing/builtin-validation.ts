@@ -90,10 +90,18 @@ export function validateBuiltin(kind: string, o: KubeObject, old: KubeObject | u
         if (!/^[-._a-zA-Z0-9]+$/.test(k)) invalid(`data[${k}]`, k, 'a valid config key must consist of alphanumeric characters, \'-\', \'_\' or \'.\'');
       }
       break;
-    case 'PersistentVolumeClaim':
+    case 'PersistentVolumeClaim': {
       if (arr(spec.accessModes).length === 0) required('spec.accessModes');
       if (obj(obj(spec.resources).requests).storage === undefined) required('spec.resources[storage]');
+      // Immutable after creation except the storage request (which this fake
+      // lets through unchanged only: it does not compare quantities).
+      const before = old ? obj(old.spec) : undefined;
+      if (before && (JSON.stringify(before.accessModes) !== JSON.stringify(spec.accessModes) || before.storageClassName !== spec.storageClassName ||
+        JSON.stringify(obj(before.resources).requests) !== JSON.stringify(obj(spec.resources).requests))) {
+        errors.push({ reason: 'FieldValueForbidden', field: 'spec', message: 'Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims' });
+      }
       break;
+    }
     case 'Lease': {
       const d = spec.leaseDurationSeconds;
       if (d !== undefined && (typeof d !== 'number' || d <= 0)) invalid('spec.leaseDurationSeconds', d, 'must be greater than 0');

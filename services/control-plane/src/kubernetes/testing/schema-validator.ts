@@ -18,7 +18,8 @@ export type FieldErrorReason =
   | 'FieldValueNotSupported'
   | 'FieldValueTypeInvalid'
   | 'FieldValueTooLong'
-  | 'FieldValueTooMany';
+  | 'FieldValueTooMany'
+  | 'FieldValueForbidden';
 
 /** One invalid field, as a StatusCause. */
 export interface FieldError {
