@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import fc from 'fast-check';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
 import {
   AckBatchRequest,
   CancelRunRequest,
@@ -15,8 +13,8 @@ import {
   WatchRunRequest,
   type Run,
 } from '@tandem/protocol';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import type { ControlPlane } from '../control-plane.js';
+import { TINY_RUN_SPEC as spec, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 
 /**
  * Seeded property tests of the gRPC surface over a real grpc-js channel to
@@ -32,18 +30,10 @@ import { loadConfig } from '../config.js';
 
 const MAX_GRPC_MESSAGE_BYTES = 64 * 1024;
 
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let plane: ControlPlane;
 let raw: Client;
 let typed: RunServiceClient;
-
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  maxSteps: 3,
-};
 
 const passThrough = (b: Buffer): Buffer => b;
 
@@ -95,20 +85,14 @@ function expectClear(o: Outcome, what: string): void {
 }
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'none',
-      TANDEM_KEY_PREFIX: 'grpc-fuzz',
-      TANDEM_MAX_PULL_WAIT_MS: '20',
-      TANDEM_MAX_GRPC_MESSAGE_BYTES: String(MAX_GRPC_MESSAGE_BYTES),
-    }),
-    { log: silentLogger() },
-  );
-  const { grpcAddress } = await plane.start();
+  cp = await startTestControlPlane({
+    TANDEM_RUNTIME: 'none',
+    TANDEM_KEY_PREFIX: 'grpc-fuzz',
+    TANDEM_MAX_PULL_WAIT_MS: '20',
+    TANDEM_MAX_GRPC_MESSAGE_BYTES: String(MAX_GRPC_MESSAGE_BYTES),
+  });
+  ({ plane } = cp);
+  const { grpcAddress } = cp;
   raw = new Client(grpcAddress, credentials.createInsecure());
   typed = new RunServiceClient(grpcAddress, credentials.createInsecure());
   await new Promise<Run>((resolve, reject) => typed.submitRun({ spec, runId: 'fuzz-open', namespace: '' }, (err, r) => (err ? reject(err) : resolve(r))));
@@ -119,8 +103,7 @@ beforeAll(async () => {
 afterAll(async () => {
   raw?.close();
   typed?.close();
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
 });
 
 const runId = fc.oneof(fc.constantFrom('fuzz-open', 'fuzz-done', '', 'Bad_Id', 'x'.repeat(70), '{tag}', 'a\u0000b'), fc.string({ maxLength: 20 }));

@@ -2,10 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import fc from 'fast-check';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import type { ControlPlane } from '../control-plane.js';
+import { TINY_RUN_SPEC as spec, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 
 /**
  * Seeded property tests of the HTTP API against a real control plane (real
@@ -19,18 +17,10 @@ import { loadConfig } from '../config.js';
 
 const MAX_REQUEST_BYTES = 32 * 1024;
 
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let plane: ControlPlane;
 let host: string;
 let port: number;
-
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  maxSteps: 3,
-};
 
 interface Answer {
   status: number;
@@ -95,19 +85,9 @@ async function expectHealthy(): Promise<void> {
 }
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'none',
-      TANDEM_KEY_PREFIX: 'http-fuzz',
-      TANDEM_MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
-    }),
-    { log: silentLogger() },
-  );
-  const url = new URL((await plane.start()).httpUrl);
+  cp = await startTestControlPlane({ TANDEM_RUNTIME: 'none', TANDEM_KEY_PREFIX: 'http-fuzz', TANDEM_MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES) });
+  ({ plane } = cp);
+  const url = new URL(cp.httpUrl);
   host = url.hostname;
   port = Number(url.port);
   // One run that stays open (its ledger is checked at the end) and one that
@@ -118,8 +98,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
 });
 
 const segment = fc.oneof(

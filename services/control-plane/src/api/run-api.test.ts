@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, type Metadata, type ServiceError } from '@grpc/grpc-js';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
 import { Run, RunServiceClient, type ListRunsResponse, type RunEvent } from '@tandem/protocol';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import { TINY_RUN_SPEC as spec, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 
 /**
  * The run API over both surfaces against a real Redis and real servers on
@@ -12,34 +9,18 @@ import { loadConfig } from '../config.js';
  * error naming the field and changes nothing.
  */
 
-let redis: RedisServerHandle;
-let plane: ControlPlane;
+let cp: TestControlPlane;
 let http: string;
 let grpc: RunServiceClient;
 
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  async: { maxTrajectoryAgeSteps: 1 },
-  maxSteps: 3,
-};
-
 beforeAll(async () => {
-  redis = await startRedisServer();
-  plane = await ControlPlane.create(
-    loadConfig({ TANDEM_REDIS_URL: redis.url, TANDEM_HTTP_PORT: '0', TANDEM_GRPC_PORT: '0' }),
-    { log: silentLogger() },
-  );
-  const addr = await plane.start();
-  http = addr.httpUrl;
-  grpc = new RunServiceClient(addr.grpcAddress, credentials.createInsecure());
+  cp = await startTestControlPlane();
+  http = cp.httpUrl;
+  grpc = new RunServiceClient(cp.grpcAddress, credentials.createInsecure());
 });
 afterAll(async () => {
   grpc?.close();
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
 });
 
 async function httpJson(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {

@@ -6,11 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
 import { RunServiceClient, type Run } from '@tandem/protocol';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import { TINY_RUN_SPEC as spec, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 import { tokenDigest } from './tokens-file.js';
 
 /**
@@ -27,23 +24,12 @@ const TOKENS = {
   admin: 'cluster-admin-token-0123456789',
 };
 
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  async: { maxTrajectoryAgeSteps: 1 },
-  maxSteps: 3,
-};
-
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let dir: string;
-let plane: ControlPlane;
 let http: string;
 let grpc: RunServiceClient;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
   dir = await mkdtemp(join(tmpdir(), 'tandem-authz-'));
   const tokensFile = join(dir, 'tokens.yaml');
   // One entry by digest, the others in the clear: both forms are accepted.
@@ -57,19 +43,9 @@ beforeAll(async () => {
       `  - { subject: root, token: ${TOKENS.admin}, role: admin, namespaces: ['*'] }`,
     ].join('\n'),
   );
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'none',
-      TANDEM_AUTH_TOKENS_FILE: tokensFile,
-    }),
-    { log: silentLogger() },
-  );
-  const addr = await plane.start();
-  http = addr.httpUrl;
-  grpc = new RunServiceClient(addr.grpcAddress, credentials.createInsecure());
+  cp = await startTestControlPlane({ TANDEM_RUNTIME: 'none', TANDEM_AUTH_TOKENS_FILE: tokensFile });
+  http = cp.httpUrl;
+  grpc = new RunServiceClient(cp.grpcAddress, credentials.createInsecure());
   const b = await call('POST', '/v1/runs', TOKENS.teamB, { spec, runId: 'b-run', namespace: 'team-b' });
   expect(b.status).toBe(201);
   const a = await call('POST', '/v1/runs', TOKENS.teamA, { spec, runId: 'a-run', namespace: 'team-a' });
@@ -78,8 +54,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   grpc?.close();
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import type { ControlPlane } from '../control-plane.js';
+import { TINY_RUN_SPEC, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 import { rlrunCrd } from '../kubernetes/crd/rlrun-crd.js';
 import { HttpKubeApi } from '../kubernetes/kube-client.js';
 import { DEPLOYMENT, JOB, SECRET, type KubeObject } from '../kubernetes/resources.js';
@@ -19,54 +17,35 @@ import { eventually } from '../kubernetes/testing/kube-harness.js';
  */
 
 const NS = 'team-k';
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let admin: Redis;
 let api: FakeApiServer;
 let plane: ControlPlane;
 let http: string;
 
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  maxSteps: 3,
-  generator: { replicas: 1, tensorParallelSize: 2 },
-  trainer: { numNodes: 1, procsPerNode: 2 },
-};
+const spec = { ...TINY_RUN_SPEC, generator: { replicas: 1, tensorParallelSize: 2 }, trainer: { numNodes: 1, procsPerNode: 2 } };
 
 const TOKENS = { sa: 'sa-token-of-team-k', otherSa: 'sa-token-of-team-z', viewer: 'oidc-token-viewer', nobody: 'oidc-token-no-groups' };
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  admin = new Redis(redis.url);
   api = await FakeApiServer.start({ crds: [rlrunCrd()] });
   api.tokenReviewUsers.set(TOKENS.sa, { username: `system:serviceaccount:${NS}:runner`, groups: ['system:serviceaccounts'] });
   api.tokenReviewUsers.set(TOKENS.otherSa, { username: 'system:serviceaccount:team-z:runner' });
   api.tokenReviewUsers.set(TOKENS.viewer, { username: 'vera', groups: [`tandem:viewer:${NS}`] });
   api.tokenReviewUsers.set(TOKENS.nobody, { username: 'nora', groups: ['developers'] });
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'kubernetes',
-      TANDEM_KUBERNETES_NAMESPACE: NS,
-      TANDEM_POD_NAME: 'cp-auth-0',
-      TANDEM_STATUS_INTERVAL_MS: '200',
-      TANDEM_AUTH_TOKEN_REVIEW: 'true',
-    }),
-    { log: silentLogger(), kubeApi: new HttpKubeApi({ server: api.url, namespace: NS }) },
+  cp = await startTestControlPlane(
+    { TANDEM_RUNTIME: 'kubernetes', TANDEM_KUBERNETES_NAMESPACE: NS, TANDEM_POD_NAME: 'cp-auth-0', TANDEM_STATUS_INTERVAL_MS: '200', TANDEM_AUTH_TOKEN_REVIEW: 'true' },
+    { kubeApi: new HttpKubeApi({ server: api.url, namespace: NS }) },
   );
-  http = (await plane.start()).httpUrl;
+  ({ plane, httpUrl: http } = cp);
+  admin = new Redis(cp.redis.url);
   await eventually(() => plane.kubernetes?.isLeader(), { what: 'leadership' });
 }, 60_000);
 
 afterAll(async () => {
-  await plane?.stop();
   admin?.disconnect();
+  await cp?.stop();
   await api?.stop();
-  await redis?.stop();
 });
 
 async function call(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {

@@ -4,12 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
+import type { RedisServerHandle } from '@tandem/testkit';
 import { TrainerServiceClient, type ControlMessage, type PullBatchResponse } from '@tandem/protocol';
 import { runKeys } from '@tandem/rollout-queue';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import type { ControlPlane } from '../control-plane.js';
+import { TINY_RUN_SPEC as spec, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 
 /**
  * Per-run credentials over real gRPC and a real redis-server: run A's
@@ -19,15 +18,8 @@ import { loadConfig } from '../config.js';
  */
 
 const EDITOR = 'editor-token-for-run-credentials';
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  async: { maxTrajectoryAgeSteps: 1 },
-  maxSteps: 3,
-};
 
+let cp: TestControlPlane;
 let redis: RedisServerHandle;
 let dir: string;
 let plane: ControlPlane;
@@ -37,23 +29,11 @@ const creds: Record<string, { token: string; redisUrl: string }> = {};
 const clients: Redis[] = [];
 
 beforeAll(async () => {
-  redis = await startRedisServer();
   dir = await mkdtemp(join(tmpdir(), 'tandem-runcreds-'));
   await writeFile(join(dir, 'tokens.yaml'), `tokens:\n  - { subject: ed, token: ${EDITOR}, role: editor, namespaces: ['*'] }\n`);
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'none',
-      TANDEM_AUTH_TOKENS_FILE: join(dir, 'tokens.yaml'),
-      TANDEM_REDIS_RUN_USERS: 'required',
-    }),
-    { log: silentLogger() },
-  );
-  const addr = await plane.start();
-  http = addr.httpUrl;
-  trainer = new TrainerServiceClient(addr.grpcAddress, credentials.createInsecure());
+  cp = await startTestControlPlane({ TANDEM_RUNTIME: 'none', TANDEM_AUTH_TOKENS_FILE: join(dir, 'tokens.yaml'), TANDEM_REDIS_RUN_USERS: 'required' });
+  ({ redis, plane, httpUrl: http } = cp);
+  trainer = new TrainerServiceClient(cp.grpcAddress, credentials.createInsecure());
   for (const id of ['run-a', 'run-b']) {
     const headers = { authorization: `Bearer ${EDITOR}`, 'content-type': 'application/json' };
     expect((await fetch(`${http}/v1/runs`, { method: 'POST', headers, body: JSON.stringify({ spec, runId: id }) })).status).toBe(201);
@@ -66,8 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of clients) c.disconnect();
   trainer?.close();
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

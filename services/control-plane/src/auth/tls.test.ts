@@ -5,11 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { silentLogger } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
 import { RunServiceClient, type ListRunsResponse } from '@tandem/protocol';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import { startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 import { grpcClientCredentials } from './tls.js';
 import { makeSelfSignedCertificate, type TestCertificate } from './testing/self-signed.js';
 
@@ -20,38 +17,29 @@ import { makeSelfSignedCertificate, type TestCertificate } from './testing/self-
  */
 
 const TOKEN = 'tls-test-token-0123456789abcdef';
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let dir: string;
 let cert: TestCertificate;
 let ca: Buffer;
-let plane: ControlPlane;
 let httpUrl: string;
 let grpcAddress: string;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
   dir = await mkdtemp(join(tmpdir(), 'tandem-tls-'));
   cert = await makeSelfSignedCertificate(dir);
   ca = await readFile(cert.caFile);
   await writeFile(join(dir, 'tokens.yaml'), `tokens:\n  - { subject: ops, token: ${TOKEN}, role: viewer, namespaces: ['*'] }\n`);
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'none',
-      TANDEM_AUTH_TOKENS_FILE: join(dir, 'tokens.yaml'),
-      TANDEM_TLS_CERT_FILE: cert.certFile,
-      TANDEM_TLS_KEY_FILE: cert.keyFile,
-    }),
-    { log: silentLogger() },
-  );
-  ({ httpUrl, grpcAddress } = await plane.start());
+  cp = await startTestControlPlane({
+    TANDEM_RUNTIME: 'none',
+    TANDEM_AUTH_TOKENS_FILE: join(dir, 'tokens.yaml'),
+    TANDEM_TLS_CERT_FILE: cert.certFile,
+    TANDEM_TLS_KEY_FILE: cert.keyFile,
+  });
+  ({ httpUrl, grpcAddress } = cp);
 }, 60_000);
 
 afterAll(async () => {
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

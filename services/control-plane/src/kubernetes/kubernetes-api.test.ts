@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { silentLogger } from '@tandem/common';
 import { RunServiceClient, type Run } from '@tandem/protocol';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import type { ControlPlane } from '../control-plane.js';
+import { TINY_RUN_SPEC, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 import { rlrunCrd } from './crd/rlrun-crd.js';
 import { HttpKubeApi } from './kube-client.js';
 import { RLRUN, STATEFULSET, type KubeObject } from './resources.js';
@@ -22,7 +20,7 @@ import { eventually } from './testing/kube-harness.js';
  */
 
 const NS = 'default';
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let api: FakeApiServer;
 let kube: HttpKubeApi;
 let plane: ControlPlane;
@@ -30,45 +28,26 @@ let http: string;
 let grpc: RunServiceClient;
 let r: Redis;
 
-const spec = {
-  model: { name: 'tiny' },
-  dataset: { source: 'builtin', name: 'arithmetic', size: 10 },
-  reward: { kind: 'numeric' },
-  algorithm: { groupSize: 2, batchGroups: 2 },
-  maxSteps: 3,
-  generator: { replicas: 1, tensorParallelSize: 2 },
-  trainer: { numNodes: 1, procsPerNode: 2 },
-};
+const spec = { ...TINY_RUN_SPEC, generator: { replicas: 1, tensorParallelSize: 2 }, trainer: { numNodes: 1, procsPerNode: 2 } };
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  r = new Redis(redis.url);
   api = await FakeApiServer.start({ crds: [rlrunCrd()] });
   kube = new HttpKubeApi({ server: api.url, namespace: NS });
-  plane = await ControlPlane.create(
-    loadConfig({
-      TANDEM_REDIS_URL: redis.url,
-      TANDEM_HTTP_PORT: '0',
-      TANDEM_GRPC_PORT: '0',
-      TANDEM_RUNTIME: 'kubernetes',
-      TANDEM_KUBERNETES_NAMESPACE: NS,
-      TANDEM_POD_NAME: 'cp-test-0',
-      TANDEM_STATUS_INTERVAL_MS: '200',
-    }),
-    { log: silentLogger(), kubeApi: kube },
+  cp = await startTestControlPlane(
+    { TANDEM_RUNTIME: 'kubernetes', TANDEM_KUBERNETES_NAMESPACE: NS, TANDEM_POD_NAME: 'cp-test-0', TANDEM_STATUS_INTERVAL_MS: '200' },
+    { kubeApi: kube },
   );
-  const addr = await plane.start();
-  http = addr.httpUrl;
-  grpc = new RunServiceClient(addr.grpcAddress, credentials.createInsecure());
+  ({ plane, httpUrl: http } = cp);
+  r = new Redis(cp.redis.url);
+  grpc = new RunServiceClient(cp.grpcAddress, credentials.createInsecure());
   await eventually(() => plane.kubernetes?.isLeader(), { what: 'leadership' });
 });
 
 afterAll(async () => {
   grpc?.close();
-  await plane?.stop();
   r?.disconnect();
+  await cp?.stop();
   await api?.stop();
-  await redis?.stop();
 });
 
 async function httpJson(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger, systemClock, type Clock } from '@tandem/common';
-import { startRedisServer, type RedisServerHandle } from '@tandem/testkit';
+import { systemClock, type Clock } from '@tandem/common';
 import { parseRunSpec } from '@tandem/run-spec';
 import { RunRecordStore } from '@tandem/rollout-queue';
-import { ControlPlane } from '../control-plane.js';
-import { loadConfig } from '../config.js';
+import type { ControlPlane } from '../control-plane.js';
+import { TINY_RUN_SPEC, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.js';
 
 /**
  * RunManager against real Redis and HTTP.
@@ -15,23 +14,18 @@ import { loadConfig } from '../config.js';
  * every run it ever had. Real Redis and HTTP; the clock runs ahead on demand.
  */
 
-let redis: RedisServerHandle;
+let cp: TestControlPlane;
 let plane: ControlPlane;
 let http: string;
 let aheadMs = 0;
 const clock: Clock = { now: () => Date.now() + aheadMs, sleep: systemClock.sleep };
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  plane = await ControlPlane.create(
-    loadConfig({ TANDEM_REDIS_URL: redis.url, TANDEM_HTTP_PORT: '0', TANDEM_GRPC_PORT: '0', TANDEM_ENDED_RUN_METRICS_SECONDS: '600' }),
-    { log: silentLogger(), clock },
-  );
-  http = (await plane.start()).httpUrl;
+  cp = await startTestControlPlane({ TANDEM_ENDED_RUN_METRICS_SECONDS: '600' }, { clock });
+  ({ plane, httpUrl: http } = cp);
 });
 afterAll(async () => {
-  await plane?.stop();
-  await redis?.stop();
+  await cp?.stop();
 });
 
 async function seriesOf(run: string): Promise<string[]> {
@@ -49,7 +43,7 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
 
 describe('metrics of ended runs', () => {
   it('are exported until the retention has passed, then removed for good', async () => {
-    const spec = { model: { name: 'tiny' }, dataset: { source: 'builtin', name: 'arithmetic', size: 10 }, reward: { kind: 'numeric' }, algorithm: { groupSize: 2, batchGroups: 2 }, maxSteps: 3 };
+    const spec = TINY_RUN_SPEC;
     const keep = { runId: 'still-open', spec };
     const ended = { runId: 'ends-early', spec };
     for (const body of [keep, ended]) {
@@ -85,7 +79,7 @@ describe('metrics of ended runs', () => {
 
 describe('a run whose record was stored but whose queue was never created', () => {
   it('gets its queue when it is accepted again (a crash between the two writes)', async () => {
-    const spec = parseRunSpec({ model: { name: 'tiny' }, dataset: { source: 'builtin', name: 'arithmetic', size: 10 }, reward: { kind: 'numeric' }, algorithm: { groupSize: 2, batchGroups: 2 }, maxSteps: 3 });
+    const spec = parseRunSpec(TINY_RUN_SPEC);
     const now = new Date().toISOString();
     const records = new RunRecordStore(plane.store.redis, 'tandem');
     expect(await records.create({ id: 'half-made', namespace: 'default', spec, phase: 'Pending', message: '', createdAt: now, updatedAt: now, finishedAt: '' })).toBe(true);
