@@ -31,7 +31,7 @@ const GRPC_STATUS: Record<ErrorCode, status> = {
 export function toGrpcError(err: unknown): Partial<ServiceError> {
   const e = TandemError.from(err);
   const metadata = new Metadata();
-  if (e.fieldViolations.length > 0) metadata.set('tandem-field-violations', JSON.stringify(e.fieldViolations));
+  if (e.fieldViolations.length > 0) metadata.set('tandem-field-violations', asciiJson(e.fieldViolations));
   metadata.set('tandem-error-code', e.code);
   if (e.reason) metadata.set('tandem-error-reason', e.reason);
   return {
@@ -39,6 +39,17 @@ export function toGrpcError(err: unknown): Partial<ServiceError> {
     details: e.code === ErrorCode.Internal ? 'internal error' : e.message,
     metadata,
   };
+}
+
+/**
+ * JSON with every character outside printable ASCII written as `\uXXXX`:
+ * the same value to any JSON parser, and a legal gRPC metadata value.
+ * grpc-js throws on anything else, and field violations can quote what the
+ * caller sent (an unknown key with any characters in it); the call would
+ * then never be answered.
+ */
+function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Marks a request whose bytes did not decode (see {@link withDecodeErrors}). */

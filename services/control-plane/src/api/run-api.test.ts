@@ -83,6 +83,13 @@ describe('run API parity', () => {
     const trailer = (g as ServiceError).metadata as Metadata;
     expect(JSON.parse(String(trailer.get('tandem-field-violations')[0]))).toEqual(h.json.error.fieldViolations);
 
+    // A violation quoting non-ASCII input still travels in the trailer
+    // (metadata must be printable ASCII), and parses back to the same text.
+    const odd = await unary<Run>((cb) => grpc.submitRun({ spec: { ...spec, algorithm: { 'gr\u00e9\u4e2aoupSize\u0000': 2 } }, runId: '', namespace: '' }, cb)).catch((e: ServiceError) => e);
+    expect((odd as ServiceError).code).toBe(3);
+    const oddViolations = JSON.parse(String(((odd as ServiceError).metadata as Metadata).get('tandem-field-violations')[0])) as Array<{ path: string; message: string }>;
+    expect(oddViolations.some((v) => v.message.includes('gr\u00e9\u4e2aoupSize\u0000'))).toBe(true);
+
     expect((await httpJson('POST', '/v1/runs', '{not json')).status).toBe(400);
     const extra = await httpJson('POST', '/v1/runs', { spec, colour: 'red' });
     expect(extra.status).toBe(400);
