@@ -94,9 +94,11 @@ export class RunManager {
   private readonly deps: RunManagerDeps;
   private readonly records: RunRecordStore;
   private readonly admitters = new Map<string, Admitter>();
-  private readonly recentlyEnded = new Map<string, number>();
-  /** Ended runs whose metric series are still exported, with when they ended. */
-  private readonly metricsUntilForgotten = new Map<string, number>();
+  /**
+   * Runs that ended in this process, with when: "active" for metrics for
+   * five minutes, their series exported until retention has passed.
+   */
+  private readonly endedAt = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(deps: RunManagerDeps) {
@@ -314,7 +316,7 @@ export class RunManager {
 
   /** Stops every admitter (the runs stay open in Redis). */
   async stop(): Promise<void> {
-    const running = [...this.admitters.keys(), ...this.metricsUntilForgotten.keys()];
+    const running = [...this.admitters.keys(), ...this.endedAt.keys()];
     await Promise.all([...this.admitters.values()].map((a) => a.stop()));
     this.admitters.clear();
     // A replica that stops leading no longer follows these runs: its series
@@ -330,16 +332,16 @@ export class RunManager {
    */
   activeRunIds(): string[] {
     const now = this.deps.clock.now();
-    const cutoff = now - ACTIVE_AFTER_END_MS;
-    for (const [id, t] of this.recentlyEnded) if (t < cutoff) this.recentlyEnded.delete(id);
-    // Called on every scrape: also the moment to drop what is past retention.
     const retention = Math.max(ACTIVE_AFTER_END_MS, this.deps.endedRunMetricsRetentionMs ?? DEFAULT_ENDED_RUN_METRICS_RETENTION_MS);
-    for (const [id, t] of this.metricsUntilForgotten) {
-      if (t >= now - retention) continue;
-      this.metricsUntilForgotten.delete(id);
-      this.forgetRunMetrics(id).catch((err: unknown) => this.log.warn({ err, runId: id }, 'removing an ended run’s metric series failed'));
+    const active = new Set(this.admitters.keys());
+    for (const [id, t] of this.endedAt) {
+      if (t >= now - ACTIVE_AFTER_END_MS) active.add(id);
+      // Called on every scrape: also the moment to drop what is past retention.
+      else if (t < now - retention) {
+        this.forgetRunMetrics(id).catch((err: unknown) => this.log.warn({ err, runId: id }, 'removing an ended run’s metric series failed'));
+      }
     }
-    return [...new Set([...this.admitters.keys(), ...this.recentlyEnded.keys()])];
+    return [...active];
   }
 
   /** Whether this process still runs the run's admission (it has not ended here yet). */
@@ -349,7 +351,7 @@ export class RunManager {
 
   /** Removes a run's metric series now (retention passed, or the run was deleted). */
   async forgetRunMetrics(id: string): Promise<void> {
-    this.metricsUntilForgotten.delete(id);
+    this.endedAt.delete(id);
     const removed = await this.deps.metrics.forgetRun(id);
     this.log.info({ runId: id, series: removed }, 'metric series of the ended run removed');
   }
@@ -380,8 +382,7 @@ export class RunManager {
   private async runEnded(id: string): Promise<void> {
     if (!this.admitters.has(id)) return; // stopped with the control plane, not ended
     this.admitters.delete(id);
-    this.recentlyEnded.set(id, this.deps.clock.now());
-    this.metricsUntilForgotten.set(id, this.deps.clock.now());
+    this.endedAt.set(id, this.deps.clock.now());
     const view = await this.get(id).catch(() => undefined);
     this.log.info({ runId: id, phase: view?.status.phase, ledger: view?.status.ledger }, 'run ended');
     if (view?.status.phase === 'Succeeded') {
@@ -414,7 +415,7 @@ export class RunManager {
     // reads must not: its copies would never be removed, and sums over
     // replicas would count the run twice); an ended run's series are final
     // once retention has passed, and reading the old run must not bring them back.
-    if (this.admitters.has(record.id) || this.metricsUntilForgotten.has(record.id)) {
+    if (this.admitters.has(record.id) || this.endedAt.has(record.id)) {
       this.deps.metrics.observeSnapshot(record.id, snap);
       this.deps.metrics.observeGenerationStats(record.id, stats);
     }
