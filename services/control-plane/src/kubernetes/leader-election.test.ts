@@ -101,13 +101,6 @@ describe('leader election', () => {
     expect(h.clock.now()).toBeLessThanOrEqual(lastRenew + 15_000 + 20_000);
   });
 
-  it('a leader whose renewal hangs steps down within the renew deadline', async () => {
-    h.api.failNext({ status: 0, count: 1_000_000, match: (r) => r.path.includes('/leases/') && r.method === 'GET' && a.isLeader() });
-    const took = await advanceUntil(() => !a.isLeader(), 20_000);
-    expect(took).toBeLessThanOrEqual(10_000 + 2_000);
-    expect(b.isLeader()).toBe(false);
-  });
-
   it('a graceful stop hands the lease over at the next retry', async () => {
     await a.stop();
     const took = await advanceUntil(() => b.isLeader(), 10_000);

@@ -96,7 +96,7 @@ export class LeaderElector {
     while (!signal.aborted) {
       let ok = false;
       try {
-        ok = await this.boundedAttempt();
+        ok = await this.tryAcquireOrRenew();
       } catch (err) {
         this.o.log.warn({ err, lease: this.o.leaseName }, 'lease update failed');
       }
@@ -113,30 +113,6 @@ export class LeaderElector {
         this.stepDown(`could not renew the lease for ${this.o.renewDeadlineMs} ms`);
       }
       await this.o.clock.sleep(this.o.retryPeriodMs, signal).catch(() => undefined);
-    }
-  }
-
-  /**
-   * One acquire-or-renew, given no longer than a leader has left before its
-   * renew deadline: a request that hangs (up to the client's 30 s timeout,
-   * twice) must not keep a leader leading past the point where another
-   * replica may take the lease. The hung request is abandoned; if it still
-   * renews later, this replica only finds itself the holder at its next try.
-   */
-  private async boundedAttempt(): Promise<boolean> {
-    const budgetMs = this.leading ? this.lastRenewAt + this.o.renewDeadlineMs - this.o.clock.now() : this.o.renewDeadlineMs;
-    const timer = new AbortController();
-    const attempt = this.tryAcquireOrRenew();
-    attempt.catch(() => undefined); // its outcome may arrive after the race
-    try {
-      const outcome = await Promise.race([
-        attempt,
-        this.o.clock.sleep(Math.max(0, budgetMs), timer.signal).then(() => 'timed out' as const),
-      ]);
-      if (outcome === 'timed out') throw new Error(`lease request got no answer within ${Math.max(0, budgetMs)} ms`);
-      return outcome;
-    } finally {
-      timer.abort();
     }
   }
 

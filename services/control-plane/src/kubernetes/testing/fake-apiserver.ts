@@ -36,7 +36,7 @@ export interface RequestRecord {
 
 /** Injected failures. */
 export interface FaultRule {
-  /** HTTP status to answer (500, 503, 410, 429…), or 0: never answer (a hung request). */
+  /** HTTP status to answer (500, 503, 410, 429…). */
   status: number;
   /** How many matching requests fail. @default 1 */
   count?: number;
@@ -212,7 +212,6 @@ export class FakeApiServer {
     if (fault) {
       fault.remaining--;
       this.faultRules = this.faultRules.filter((f) => f.remaining > 0);
-      if (fault.status === 0) return; // hung: the socket stays open, no answer comes
       const err =
         fault.status === 410
           ? apiErrors.gone(url.searchParams.get('resourceVersion') ?? '', this.store.oldestResumable())
