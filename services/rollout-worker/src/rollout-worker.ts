@@ -171,15 +171,22 @@ export class RolloutWorker {
         // Real vLLM reports no version: the generator held lease.policyVersion
         // when the request started, and whatever the registry says now when
         // it ended (a sync may have completed mid-request with pause "keep").
-        const now = await pool.recordOf(lease.id);
-        if (now && (now.state === 'joining' || now.state === 'unhealthy' || now.policyVersion < 0)) {
-          // A weight sync failed or cut this generator off while it was
-          // generating: the tokens may come from partly updated weights,
-          // which no version stamp describes. Generate again elsewhere.
-          throw new GenerationError(ErrorCode.Unavailable, `generator ${lease.id} lost its weights during the request (now ${now.state}); generating again`, { generatorFault: false });
-        }
         const minVersion = result.reportedMinVersion ?? lease.policyVersion;
-        const maxVersion = Math.max(minVersion, result.reportedMaxVersion ?? now?.policyVersion ?? lease.policyVersion);
+        let maxVersion = minVersion;
+        if (result.reportedMaxVersion !== undefined) {
+          // The simulator reports the versions that served the request (and
+          // never holds partial weights): no registry read on this hot path.
+          maxVersion = Math.max(minVersion, result.reportedMaxVersion);
+        } else {
+          const now = await pool.recordOf(lease.id);
+          if (now && (now.state === 'joining' || now.state === 'unhealthy' || now.policyVersion < 0)) {
+            // A weight sync failed or cut this generator off while it was
+            // generating: the tokens may come from partly updated weights,
+            // which no version stamp describes. Generate again elsewhere.
+            throw new GenerationError(ErrorCode.Unavailable, `generator ${lease.id} lost its weights during the request (now ${now.state}); generating again`, { generatorFault: false });
+          }
+          maxVersion = Math.max(minVersion, now?.policyVersion ?? lease.policyVersion);
+        }
         lease.release('ok');
         stats.request(lease.id, 'ok', completion.tokenIds.length, clock.now() - started);
         return { ...completion, minVersion, maxVersion, generator: lease.id, promptTokenIds: result.promptTokenIds };
